@@ -1,0 +1,177 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// DefaultMaxPayload is the default limit on one published event, in bytes.
+const DefaultMaxPayload = 64 << 10
+
+// reserved are the envelope members relay sets; a publisher's own values for
+// them are replaced.
+var reserved = map[string]bool{"id": true, "channel": true, "ts": true}
+
+// Draft is an event accepted for publishing but not yet in a log.
+type Draft struct {
+	Channel string
+	Type    string
+	// Fields are the published object's members other than id, channel and ts,
+	// encoded as JSON object members without the braces: `"type":"x","data":{…}`.
+	Fields []byte
+}
+
+// ParseDraft validates one published JSON object, {"channel": C, "type": T,
+// …any other members}, against a payload limit (0: DefaultMaxPayload). Errors
+// wrap ErrInvalid or ErrTooLarge and say what to fix.
+func ParseDraft(raw []byte, maxPayload int) (Draft, error) {
+	if maxPayload <= 0 {
+		maxPayload = DefaultMaxPayload
+	}
+	if len(raw) > maxPayload {
+		return Draft{}, fmt.Errorf("event is %d bytes, over the %d-byte limit: %w", len(raw), maxPayload, ErrTooLarge)
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil || members == nil {
+		return Draft{}, fmt.Errorf("event must be a JSON object with \"channel\" and \"type\": %w", ErrInvalid)
+	}
+	var d Draft
+	if err := json.Unmarshal(members["channel"], &d.Channel); err != nil || d.Channel == "" {
+		return Draft{}, fmt.Errorf("event needs a \"channel\" string: %w", ErrInvalid)
+	}
+	if err := ValidateChannel(d.Channel); err != nil {
+		return Draft{}, err
+	}
+	if err := json.Unmarshal(members["type"], &d.Type); err != nil || d.Type == "" {
+		return Draft{}, fmt.Errorf("event needs a non-empty \"type\" string: %w", ErrInvalid)
+	}
+	for k := range reserved {
+		delete(members, k)
+	}
+	fields, err := json.Marshal(members) // keys sorted: the same event always encodes the same
+	if err != nil {
+		return Draft{}, fmt.Errorf("event: %v: %w", err, ErrInvalid)
+	}
+	d.Fields = fields[1 : len(fields)-1]
+	return d, nil
+}
+
+// NewDraft builds a draft from Go values, for in-process publishers: data is
+// any JSON-encodable value, sent as the envelope's "data" member.
+func NewDraft(channel, typ string, data any) (Draft, error) {
+	obj := map[string]any{"channel": channel, "type": typ}
+	if data != nil {
+		obj["data"] = data
+	}
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		return Draft{}, fmt.Errorf("event data: %v: %w", err, ErrInvalid)
+	}
+	return ParseDraft(raw, 0)
+}
+
+// Event is one event in a channel's log. Events are immutable once stored and
+// shared by every subscriber: their encodings are computed once, on first use.
+type Event struct {
+	Channel string
+	Pos     Position
+	Time    time.Time
+	Type    string
+	Fields  []byte
+
+	once  sync.Once
+	frame []byte // "id: <id>\ndata: <envelope>\n\n"
+	data  int    // offset of "data: " in frame
+	id    int    // end of the id text in frame
+
+	extOnce sync.Once
+	ext     any
+}
+
+// NewEvent makes a stored event from a draft, its position and time.
+func NewEvent(d Draft, pos Position, t time.Time) *Event {
+	return &Event{Channel: d.Channel, Pos: pos, Time: t, Type: d.Type, Fields: d.Fields}
+}
+
+func (e *Event) encode() {
+	e.once.Do(func() {
+		b := make([]byte, 0, 64+len(e.Channel)+len(e.Fields)+48)
+		b = append(b, "id: "...)
+		b = e.Pos.AppendText(b)
+		e.id = len(b)
+		b = append(b, "\ndata: "...)
+		e.data = e.id + 1
+		b = append(b, `{"id":"`...)
+		b = e.Pos.AppendText(b)
+		b = append(b, `","channel":"`...)
+		b = append(b, e.Channel...) // channel bytes need no JSON escaping
+		b = append(b, `","ts":"`...)
+		b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+		if len(e.Fields) > 0 {
+			b = append(b, ',')
+			b = append(b, e.Fields...)
+		}
+		b = append(b, "}\n\n"...)
+		e.frame = b
+	})
+}
+
+// ID is the event's envelope id, its Position's text form.
+func (e *Event) ID() string { e.encode(); return string(e.frame[len("id: "):e.id]) }
+
+// JSON is the envelope every client receives: the published object plus "id",
+// "channel" and "ts". The slice is shared: do not modify it.
+func (e *Event) JSON() []byte {
+	e.encode()
+	return e.frame[e.data+len("data: ") : len(e.frame)-2]
+}
+
+// SSE is the event's whole Server-Sent Events frame with its own id on the
+// "id:" line, for single-channel streams. The slice is shared.
+func (e *Event) SSE() []byte { e.encode(); return e.frame }
+
+// SSEData is the frame without its "id:" line ("data: …\n\n"), for streams
+// that write their own (multi-channel) cursor first. The slice is shared.
+func (e *Event) SSEData() []byte { e.encode(); return e.frame[e.data:] }
+
+// Ext returns a transport-specific encoding of the event, built by build on
+// the first call and shared by every later caller (one prepared WebSocket
+// message per event, whatever the number of subscribers). Only one kind of
+// encoding may be stored per event.
+func (e *Event) Ext(build func(*Event) any) any {
+	e.extOnce.Do(func() { e.ext = build(e) })
+	return e.ext
+}
+
+// LogValue logs the event's id, channel, type and size, never its payload.
+func (e *Event) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("id", e.Pos.String()),
+		slog.String("channel", e.Channel),
+		slog.String("type", e.Type),
+		slog.Int("size", len(e.Fields)),
+	)
+}
+
+// Control builds the JSON of a relay control message, such as
+// {"type":"reset","channel":…}: a type plus string members in the order given.
+func Control(typ string, kv ...string) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"type":`)
+	b.WriteString(strconv.Quote(typ))
+	for i := 0; i+1 < len(kv); i += 2 {
+		b.WriteByte(',')
+		b.WriteString(strconv.Quote(kv[i]))
+		b.WriteByte(':')
+		v, _ := json.Marshal(kv[i+1])
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}

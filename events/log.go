@@ -1,0 +1,69 @@
+package events
+
+import (
+	"context"
+	"time"
+)
+
+// Log is one append-only event log per channel, shared by every relay
+// process that uses the same store. store.Memory and store.Redis implement
+// it; store/storetest holds the conformance suite both pass.
+type Log interface {
+	// Append stores drafts and returns the stored events in the same order.
+	// When it returns nil, every event is in the log. Events of one channel
+	// get consecutive sequence numbers in the order given, and each channel's
+	// append is atomic; a batch over several channels is not atomic as a
+	// whole (on error, a prefix of it may be stored).
+	Append(ctx context.Context, drafts []Draft) ([]*Event, error)
+
+	// Read returns up to limit events of channel after position after, oldest
+	// first. Read(Beginning) starts at the oldest event kept. It returns
+	// ErrCursorGone when the log cannot answer: after's epoch is not the
+	// channel's current one, after is ahead of the channel's head, or events
+	// after it were trimmed.
+	Read(ctx context.Context, channel string, after Position, limit int) ([]*Event, error)
+
+	// Head returns the position of the channel's newest event, with Seq 0
+	// when it has none. It creates the channel's epoch when the channel is
+	// new, so a cursor taken from an empty channel stays valid.
+	Head(ctx context.Context, channel string) (Position, error)
+
+	// Watch calls deliver with every event appended to any channel, by any
+	// process sharing the log, in each channel's append order; it may skip
+	// events (a Redis Pub/Sub outage), never reorder them. After such an
+	// outage it calls resync, so readers re-read what they may have missed.
+	// deliver and resync must not block. Watch returns once watching is in
+	// place; stop ends it and waits for its goroutines.
+	Watch(ctx context.Context, deliver func(*Event), resync func()) (stop func(), err error)
+}
+
+// Retention bounds each channel's history; both bounds apply.
+type Retention struct {
+	// MaxEvents is the most events kept per channel (default 10,000).
+	MaxEvents int
+	// MaxAge is how long an event is kept (default 24 h). A channel with no
+	// event for MaxAge is forgotten: its next event starts a new epoch.
+	MaxAge time.Duration
+}
+
+// Default retention bounds.
+const (
+	DefaultMaxEvents = 10_000
+	DefaultMaxAge    = 24 * time.Hour
+)
+
+// WithDefaults fills zero fields with the defaults.
+func (r Retention) WithDefaults() Retention {
+	if r.MaxEvents <= 0 {
+		r.MaxEvents = DefaultMaxEvents
+	}
+	if r.MaxAge <= 0 {
+		r.MaxAge = DefaultMaxAge
+	}
+	return r
+}
+
+// Pinger is implemented by logs that can tell whether they answer (readiness).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}

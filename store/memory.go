@@ -1,0 +1,236 @@
+// Package store holds relay's event logs: Memory, the embedded default, and
+// Redis, on Redis Streams, shared by every relay process using the same Redis.
+// Both implement events.Log and pass the conformance suite in storetest.
+package store
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/relaydev/relay/events"
+)
+
+var _ events.Log = (*Memory)(nil)
+
+// Memory is an events.Log held in this process's memory: nothing survives a
+// restart (every channel then starts a new epoch, so clients are told their
+// cursors are gone), and processes do not share it.
+type Memory struct {
+	ret events.Retention
+	now func() time.Time
+
+	mu    sync.RWMutex
+	chans map[string]*memChannel
+
+	watchers atomic.Pointer[[]*memWatcher] // copy on write: no lock per event
+
+	stopJanitor context.CancelFunc
+	janitorDone chan struct{}
+	closeOnce   sync.Once
+}
+
+type memChannel struct {
+	mu      sync.Mutex
+	epoch   string
+	seq     uint64          // the newest event's sequence number
+	events  []*events.Event // the events kept, oldest first, consecutive seqs
+	touched time.Time
+}
+
+type memWatcher struct{ deliver func(*events.Event) }
+
+// NewMemory returns a memory log with the given retention (zero fields take
+// the defaults). Close stops its janitor.
+func NewMemory(ret events.Retention) *Memory {
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Memory{
+		ret:         ret.WithDefaults(),
+		now:         time.Now,
+		chans:       make(map[string]*memChannel),
+		stopJanitor: cancel,
+		janitorDone: make(chan struct{}),
+	}
+	m.watchers.Store(&[]*memWatcher{})
+	go m.janitor(ctx)
+	return m
+}
+
+// channel returns the named channel, creating it (with a new epoch) if create.
+func (m *Memory) channel(name string, create bool) *memChannel {
+	m.mu.RLock()
+	c := m.chans[name]
+	m.mu.RUnlock()
+	if c != nil || !create {
+		return c
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c = m.chans[name]; c == nil {
+		c = &memChannel{epoch: events.NewEpoch(), touched: m.now()}
+		m.chans[name] = c
+	}
+	return c
+}
+
+// Append stores drafts in order. Watchers are called while the channel is
+// locked, so they see each channel's events in append order.
+func (m *Memory) Append(ctx context.Context, drafts []events.Draft) ([]*events.Event, error) {
+	out := make([]*events.Event, 0, len(drafts))
+	for _, d := range drafts {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		for {
+			c := m.channel(d.Channel, true)
+			c.mu.Lock()
+			if c.epoch == "" { // forgotten by the janitor meanwhile
+				c.mu.Unlock()
+				continue
+			}
+			now := m.now()
+			c.seq++
+			ev := events.NewEvent(d, events.Position{Epoch: c.epoch, Seq: c.seq}, now)
+			c.events = append(c.events, ev)
+			c.touched = now
+			m.trim(c, now)
+			for _, w := range *m.watchers.Load() {
+				w.deliver(ev)
+			}
+			c.mu.Unlock()
+			out = append(out, ev)
+			break
+		}
+	}
+	return out, nil
+}
+
+// trim drops events over the count bound or older than the age bound.
+// c.mu must be held.
+func (m *Memory) trim(c *memChannel, now time.Time) {
+	drop := max(len(c.events)-m.ret.MaxEvents, 0)
+	cutoff := now.Add(-m.ret.MaxAge)
+	for drop < len(c.events) && c.events[drop].Time.Before(cutoff) {
+		drop++
+	}
+	if drop > 0 {
+		clear(c.events[:drop]) // let the dropped events be collected
+		c.events = c.events[drop:]
+	}
+}
+
+// Read returns up to limit events of channel after position after.
+func (m *Memory) Read(ctx context.Context, channel string, after events.Position, limit int) ([]*events.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c := m.channel(channel, false)
+	if c == nil {
+		if after.IsBeginning() {
+			return nil, nil
+		}
+		return nil, events.ErrCursorGone
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m.trim(c, m.now())
+	first := c.seq - uint64(len(c.events)) + 1 // sequence number of c.events[0]
+	if after.IsBeginning() {
+		after = events.Position{Epoch: c.epoch, Seq: first - 1}
+	}
+	if after.Epoch != c.epoch || after.Seq > c.seq || after.Seq+1 < first {
+		return nil, events.ErrCursorGone
+	}
+	start := int(after.Seq + 1 - first)
+	end := min(len(c.events), start+limit)
+	return append([]*events.Event(nil), c.events[start:end]...), nil
+}
+
+// Head returns the channel's newest position, creating the channel if new.
+func (m *Memory) Head(ctx context.Context, channel string) (events.Position, error) {
+	if err := ctx.Err(); err != nil {
+		return events.Position{}, err
+	}
+	for {
+		c := m.channel(channel, true)
+		c.mu.Lock()
+		p := events.Position{Epoch: c.epoch, Seq: c.seq}
+		c.touched = m.now()
+		c.mu.Unlock()
+		if p.Epoch != "" {
+			return p, nil
+		}
+	}
+}
+
+// Watch calls deliver with every appended event; see events.Log. A memory
+// log never skips events, so resync is never called.
+func (m *Memory) Watch(ctx context.Context, deliver func(*events.Event), resync func()) (func(), error) {
+	w := &memWatcher{deliver: deliver}
+	m.updateWatchers(func(ws []*memWatcher) []*memWatcher { return append(ws, w) })
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			m.updateWatchers(func(ws []*memWatcher) []*memWatcher {
+				out := make([]*memWatcher, 0, len(ws))
+				for _, x := range ws {
+					if x != w {
+						out = append(out, x)
+					}
+				}
+				return out
+			})
+		})
+	}, nil
+}
+
+func (m *Memory) updateWatchers(f func([]*memWatcher) []*memWatcher) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.watchers.Load()
+	next := f(append([]*memWatcher(nil), old...))
+	m.watchers.Store(&next)
+}
+
+// Ping always succeeds: memory is always there.
+func (m *Memory) Ping(context.Context) error { return nil }
+
+// janitor forgets channels idle for longer than MaxAge, so memory does not
+// grow with every channel ever used.
+func (m *Memory) janitor(ctx context.Context) {
+	defer close(m.janitorDone)
+	t := time.NewTicker(min(m.ret.MaxAge/4, time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.sweep()
+		}
+	}
+}
+
+func (m *Memory) sweep() {
+	cutoff := m.now().Add(-m.ret.MaxAge)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, c := range m.chans {
+		c.mu.Lock()
+		if c.touched.Before(cutoff) {
+			c.epoch = "" // writers holding c retry with a new channel
+			delete(m.chans, name)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// Close stops the janitor. It is idempotent; the log stays readable.
+func (m *Memory) Close() error {
+	m.closeOnce.Do(func() {
+		m.stopJanitor()
+		<-m.janitorDone
+	})
+	return nil
+}
