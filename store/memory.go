@@ -143,7 +143,7 @@ func (m *Memory) Read(ctx context.Context, channel string, after events.Position
 		return nil, events.ErrCursorGone
 	}
 	start := int(after.Seq + 1 - first)
-	end := min(len(c.events), start+limit)
+	end := start + min(max(limit, 0), len(c.events)-start) // no overflow for any limit
 	return append([]*events.Event(nil), c.events[start:end]...), nil
 }
 

@@ -1,0 +1,18 @@
+package store_test
+
+import (
+	"testing"
+
+	"github.com/relaydev/relay/events"
+	"github.com/relaydev/relay/store"
+	"github.com/relaydev/relay/store/storetest"
+)
+
+func TestMemory(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, ret events.Retention) events.Log {
+		m := store.NewMemory(ret)
+		t.Cleanup(func() { _ = m.Close() })
+		return m
+	})
+}

@@ -1,0 +1,342 @@
+package store
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/relaydev/relay/events"
+)
+
+var (
+	_ events.Log    = (*Redis)(nil)
+	_ events.Pinger = (*Redis)(nil)
+)
+
+var (
+	//go:embed redis_lib.lua
+	luaLib string
+	//go:embed redis_publish.lua
+	luaPublish string
+	//go:embed redis_read.lua
+	luaRead string
+	//go:embed redis_head.lua
+	luaHead string
+
+	scriptPublish = redis.NewScript(luaLib + luaPublish)
+	scriptRead    = redis.NewScript(luaLib + luaRead)
+	scriptHead    = redis.NewScript(luaLib + luaHead)
+)
+
+// DefaultRedisPrefix starts every key and the Pub/Sub channel relay uses.
+const DefaultRedisPrefix = "relay:"
+
+// RedisOptions configure a Redis log. Zero values take the defaults.
+type RedisOptions struct {
+	// Prefix starts every key and the Pub/Sub channel (default "relay:").
+	// Processes sharing a log use the same prefix. It may not contain '{' or
+	// '}', which would put every channel in one Redis Cluster slot.
+	Prefix string
+	// Retention bounds each channel's history.
+	Retention events.Retention
+	// Logger receives Pub/Sub outages and recoveries (default: discarded).
+	Logger *slog.Logger
+}
+
+// Redis is an events.Log on Redis Streams, shared by every relay process
+// using the same Redis and prefix.
+//
+// Each channel has two keys in one Cluster hash slot: the stream
+// "<prefix>{<channel>}:s", entries "<seq>-0" with fields d (fields), t (time,
+// unix ms from Redis's clock) and y (type); and the hash "<prefix>{<channel>}:m",
+// fields e (epoch), s (newest seq) and t (newest time). Every append, and every
+// Head, makes both expire MaxAge later, so an idle channel is forgotten and
+// starts a new epoch. Each append also publishes the event on the Pub/Sub
+// channel "<prefix>events" (format in redis_publish.lua), which Watch reads.
+type Redis struct {
+	client  redis.UniversalClient
+	owned   bool // OpenRedis made client: Close closes it
+	addr    string
+	prefix  string
+	ret     events.Retention
+	maxAge  int64 // ms, ≥ 1
+	log     *slog.Logger
+	watcher redisWatcher
+
+	closeOnce sync.Once
+	closed    atomic.Bool
+	closeErr  error
+}
+
+// OpenRedis connects to the Redis at url ("redis://[user:password@]host:port/db",
+// or "rediss://" for TLS) and returns a log that closes the connection on Close.
+func OpenRedis(ctx context.Context, rawURL string, opt RedisOptions) (*Redis, error) {
+	o, err := redis.ParseURL(rawURL)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error quotes the URL, password included
+		}
+		return nil, fmt.Errorf("store: open redis: %w; REDIS_URL must look like redis://[user:password@]host:6379/0 (rediss:// for TLS)", err)
+	}
+	c := redis.NewClient(o)
+	r, err := NewRedis(ctx, c, opt)
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	r.owned = true
+	return r, nil
+}
+
+// NewRedis returns a log on client, which it checks (PING) and prepares (it
+// loads the scripts). Close leaves client open.
+func NewRedis(ctx context.Context, client redis.UniversalClient, opt RedisOptions) (*Redis, error) {
+	if opt.Prefix == "" {
+		opt.Prefix = DefaultRedisPrefix
+	}
+	if strings.ContainsAny(opt.Prefix, "{}") {
+		return nil, fmt.Errorf("store: redis prefix %q contains '{' or '}': choose one without, such as %q: %w", opt.Prefix, DefaultRedisPrefix, events.ErrInvalid)
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	ret := opt.Retention.WithDefaults()
+	r := &Redis{
+		client: client,
+		addr:   describe(client),
+		prefix: opt.Prefix,
+		ret:    ret,
+		maxAge: max(ret.MaxAge.Milliseconds(), 1),
+		log:    opt.Logger.With("store", "redis", "addr", describe(client)),
+	}
+	r.watcher.r = r
+	r.watcher.subs.Store(&[]*redisSub{})
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return nil, r.fail("connect", err)
+	}
+	for _, s := range []*redis.Script{scriptPublish, scriptRead, scriptHead} {
+		if err := s.Load(ctx, r.client).Err(); err != nil {
+			return nil, r.fail("load scripts", err)
+		}
+	}
+	return r, nil
+}
+
+// describe names where client connects, for error messages.
+func describe(client redis.UniversalClient) string {
+	switch c := client.(type) {
+	case *redis.Client:
+		return c.Options().Addr
+	case *redis.ClusterClient:
+		return strings.Join(c.Options().Addrs, ",")
+	}
+	return "the configured address"
+}
+
+// keys returns a channel's meta hash and stream keys, in one hash slot.
+func (r *Redis) keys(channel string) []string {
+	tag := r.prefix + "{" + channel + "}:"
+	return []string{tag + "m", tag + "s"}
+}
+
+func (r *Redis) pubsubChannel() string { return r.prefix + "events" }
+
+// fail wraps err from op, saying what to do next.
+func (r *Redis) fail(op string, err error) error {
+	var rerr redis.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("store: %s: %w", op, err)
+	case errors.Is(err, redis.ErrClosed) || r.closed.Load():
+		return fmt.Errorf("store: %s: %w: %w", op, events.ErrClosed, err)
+	case errors.As(err, &rerr):
+		return fmt.Errorf("store: %s: Redis at %s refused: %w (relay needs Redis 6.2 or later, and a user allowed scripts, streams and PUBLISH)", op, r.addr, err)
+	}
+	return fmt.Errorf("store: %s: %w; is Redis running at %s? set REDIS_URL", op, err, r.addr)
+}
+
+// Append stores drafts, one script per event (see redis_publish.lua), all in
+// one pipeline: one round trip per batch, each channel's events in order.
+func (r *Redis) Append(ctx context.Context, drafts []events.Draft) ([]*events.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, r.fail("append", err)
+	}
+	out := make([]*events.Event, 0, len(drafts))
+	reloaded := false
+	for len(out) < len(drafts) {
+		rest := drafts[len(out):]
+		cmds := make([]*redis.Cmd, len(rest))
+		_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, d := range rest {
+				cmds[i] = scriptPublish.EvalSha(ctx, p, r.keys(d.Channel), events.NewEpoch(), d.Type, d.Fields,
+					r.ret.MaxEvents, r.maxAge, r.pubsubChannel(), d.Channel)
+			}
+			return nil
+		})
+		for i, cmd := range cmds {
+			ev, err := appended(rest[i], cmd)
+			if err == nil {
+				out = append(out, ev)
+				continue
+			}
+			// The script cache was flushed (SCRIPT FLUSH, failover): load it and
+			// go on from this event, unless a later one ran, which would break
+			// the order.
+			if !reloaded && redis.HasErrorPrefix(err, "NOSCRIPT") && allNoScript(cmds[i:]) {
+				if err := scriptPublish.Load(ctx, r.client).Err(); err != nil {
+					return out, r.fail("append: reload script", err)
+				}
+				reloaded = true
+				break
+			}
+			return out, r.fail("append", err)
+		}
+	}
+	return out, nil
+}
+
+func allNoScript(cmds []*redis.Cmd) bool {
+	for _, c := range cmds {
+		if !redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			return false
+		}
+	}
+	return true
+}
+
+// appended makes the stored event from the publish script's answer.
+func appended(d events.Draft, cmd *redis.Cmd) (*events.Event, error) {
+	res, err := cmd.Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(res) != 3 {
+		return nil, fmt.Errorf("publish script returned %d values, want 3", len(res))
+	}
+	epoch, _ := res[0].(string)
+	seq, _ := res[1].(int64)
+	msText, _ := res[2].(string)
+	ms, err := strconv.ParseInt(msText, 10, 64)
+	if epoch == "" || seq <= 0 || err != nil {
+		return nil, fmt.Errorf("publish script returned %v", res)
+	}
+	return events.NewEvent(d, events.Position{Epoch: epoch, Seq: uint64(seq)}, time.UnixMilli(ms)), nil
+}
+
+// Read returns up to limit events of channel after position after, applying
+// the same rules as Memory.Read to what redis_read.lua saw at one instant.
+func (r *Redis) Read(ctx context.Context, channel string, after events.Position, limit int) ([]*events.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, r.fail("read", err)
+	}
+	res, err := scriptRead.Run(ctx, r.client, r.keys(channel), after.Epoch, after.Seq, limit, r.maxAge).Slice()
+	if err != nil {
+		return nil, r.fail("read", err)
+	}
+	if len(res) != 4 {
+		return nil, fmt.Errorf("store: read: read script returned %d values, want 4", len(res))
+	}
+	epoch, _ := res[0].(string)
+	head, _ := res[1].(int64)
+	first, _ := res[2].(int64)
+	entries, _ := res[3].([]any)
+	if epoch == "" {
+		if after.IsBeginning() {
+			return nil, nil
+		}
+		return nil, events.ErrCursorGone
+	}
+	if after.IsBeginning() {
+		after = events.Position{Epoch: epoch, Seq: uint64(first - 1)}
+	}
+	if after.Epoch != epoch || after.Seq > uint64(head) || after.Seq+1 < uint64(first) {
+		return nil, events.ErrCursorGone
+	}
+	out := make([]*events.Event, 0, len(entries))
+	for _, e := range entries {
+		ev, err := entryEvent(channel, epoch, e)
+		if err != nil {
+			return nil, fmt.Errorf("store: read %s: %w", channel, err)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// entryEvent makes an event of a stream entry, [id, [field, value, …]].
+func entryEvent(channel, epoch string, entry any) (*events.Event, error) {
+	e, _ := entry.([]any)
+	if len(e) != 2 {
+		return nil, fmt.Errorf("malformed stream entry %v", entry)
+	}
+	id, _ := e[0].(string)
+	seqText, _, _ := strings.Cut(id, "-")
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("stream entry id %q: %w", id, err)
+	}
+	d := events.Draft{Channel: channel}
+	var ms int64
+	kv, _ := e[1].([]any)
+	for i := 0; i+1 < len(kv); i += 2 {
+		v, _ := kv[i+1].(string)
+		switch kv[i] {
+		case "d":
+			d.Fields = []byte(v)
+		case "y":
+			d.Type = v
+		case "t":
+			ms, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return events.NewEvent(d, events.Position{Epoch: epoch, Seq: seq}, time.UnixMilli(ms)), nil
+}
+
+// Head returns the channel's newest position, starting its log if new.
+func (r *Redis) Head(ctx context.Context, channel string) (events.Position, error) {
+	if err := ctx.Err(); err != nil {
+		return events.Position{}, r.fail("head", err)
+	}
+	res, err := scriptHead.Run(ctx, r.client, r.keys(channel), events.NewEpoch(), r.maxAge).Slice()
+	if err != nil {
+		return events.Position{}, r.fail("head", err)
+	}
+	if len(res) != 2 {
+		return events.Position{}, fmt.Errorf("store: head: head script returned %d values, want 2", len(res))
+	}
+	epoch, _ := res[0].(string)
+	seq, _ := res[1].(int64)
+	return events.Position{Epoch: epoch, Seq: uint64(seq)}, nil
+}
+
+// Ping reports whether Redis answers, for readiness checks.
+func (r *Redis) Ping(ctx context.Context) error {
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return r.fail("ping", err)
+	}
+	return nil
+}
+
+// Close stops watching and, when OpenRedis made the client, closes it. It is
+// idempotent.
+func (r *Redis) Close() error {
+	r.closeOnce.Do(func() {
+		r.closed.Store(true)
+		r.watcher.close()
+		if r.owned {
+			r.closeErr = r.client.Close()
+		}
+	})
+	return r.closeErr
+}

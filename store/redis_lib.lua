@@ -1,0 +1,61 @@
+-- Functions shared by relay's scripts; prepended to each of them.
+-- A channel's stream holds entries "<seq>-0" with fields d (the event's fields),
+-- t (its time, unix ms, never decreasing along the stream) and y (its type).
+
+-- relay_now is Redis's clock in unix ms, so every relay process agrees.
+local function relay_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function relay_id(seq)
+  return string.format('%d-0', seq)
+end
+
+local function relay_seq(id)
+  return tonumber(string.match(id, '^(%d+)'))
+end
+
+local function relay_ts(entry)
+  local f = entry[2]
+  for i = 1, #f, 2 do
+    if f[i] == 't' then return tonumber(f[i + 1]) end
+  end
+  return 0
+end
+
+-- relay_trim_aged removes the entries older than cutoff (unix ms) from the
+-- front of stream and returns the sequence number of the oldest entry kept
+-- (nil when none is). Entries have consecutive ids and times that never
+-- decrease, so a binary search finds the first one to keep: O(log n) commands,
+-- and one XRANGE when nothing has aged. An idle channel's keys expire instead.
+local function relay_trim_aged(stream, cutoff)
+  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  if #oldest == 0 then return nil end
+  local lo = relay_seq(oldest[1][1])
+  if relay_ts(oldest[1]) >= cutoff then return lo end
+  local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  if relay_ts(newest[1]) < cutoff then
+    redis.call('XTRIM', stream, 'MAXLEN', 0)
+    return nil
+  end
+  local hi = relay_seq(newest[1][1])
+  -- entry lo has aged, entry hi has not
+  while hi - lo > 1 do
+    local mid = math.floor((lo + hi) / 2)
+    local e = redis.call('XRANGE', stream, relay_id(mid), relay_id(mid))
+    if #e == 0 or relay_ts(e[1]) < cutoff then lo = mid else hi = mid end
+  end
+  redis.call('XTRIM', stream, 'MINID', relay_id(hi))
+  return hi
+end
+
+-- relay_epoch returns the channel's epoch, starting the log with candidate
+-- when the channel is new (or was forgotten: its stale stream is dropped).
+local function relay_epoch(meta, stream, candidate)
+  local epoch = redis.call('HGET', meta, 'e')
+  if epoch then return epoch end
+  redis.call('DEL', stream)
+  redis.call('HSET', meta, 'e', candidate)
+  return candidate
+end

@@ -1,0 +1,19 @@
+-- Appends one event to a channel's log and publishes it.
+-- KEYS[1] meta hash (e = epoch, s = last seq, t = last time), KEYS[2] stream.
+-- ARGV: [1] candidate epoch, [2] type, [3] fields, [4] max events,
+--       [5] max age ms, [6] pub/sub channel, [7] channel name.
+-- Returns {epoch, seq, time ms}.
+local meta, stream = KEYS[1], KEYS[2]
+local epoch = relay_epoch(meta, stream, ARGV[1])
+local seq = redis.call('HINCRBY', meta, 's', 1)
+local last = tonumber(redis.call('HGET', meta, 't') or '0')
+local ts = string.format('%d', math.max(relay_now(), last))
+redis.call('HSET', meta, 't', ts)
+redis.call('XADD', stream, 'MAXLEN', ARGV[4], relay_id(seq), 'd', ARGV[3], 't', ts, 'y', ARGV[2])
+relay_trim_aged(stream, tonumber(ts) - tonumber(ARGV[5]))
+redis.call('PEXPIRE', meta, ARGV[5])
+redis.call('PEXPIRE', stream, ARGV[5])
+-- Message: "r1\n<channel>\n<epoch>\n<seq>\n<ms>\n<len(type)>\n<type><fields>".
+redis.call('PUBLISH', ARGV[6], table.concat({'r1', ARGV[7], epoch, string.format('%d', seq), ts,
+  string.format('%d', #ARGV[2]), ARGV[2] .. ARGV[3]}, '\n'))
+return {epoch, seq, ts}

@@ -1,0 +1,267 @@
+// Package redistest gives tests a Redis: the one named by RELAY_TEST_REDIS_URL,
+// else the one answering on 127.0.0.1:6379, else a throwaway redis-server it
+// starts once per test binary. A missing Redis is started, never skipped.
+package redistest
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// EnvURL names the environment variable that points tests at a Redis.
+const EnvURL = "RELAY_TEST_REDIS_URL"
+
+// defaultAddr is where a developer's or CI's Redis usually listens.
+const defaultAddr = "127.0.0.1:6379"
+
+var (
+	findOnce sync.Once
+	foundURL string
+	findErr  error
+)
+
+// URL returns the URL of a Redis for tests, starting one if none answers. The
+// started redis-server (no persistence) dies with the test binary.
+func URL(t testing.TB) string {
+	t.Helper()
+	findOnce.Do(func() { foundURL, findErr = find() })
+	if findErr != nil {
+		t.Fatal(findErr)
+	}
+	return foundURL
+}
+
+func find() (string, error) {
+	if u := os.Getenv(EnvURL); u != "" {
+		return u, nil
+	}
+	if answers(defaultAddr) {
+		return "redis://" + defaultAddr + "/0", nil
+	}
+	return start()
+}
+
+// answers reports whether a Redis that needs no password answers PING at addr.
+func answers(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && line == "+PONG\r\n"
+}
+
+// start runs redis-server on a free port as a child of this process, for
+// every test of the binary.
+func start() (string, error) {
+	var lastErr error
+	for range 3 { // a free port can be taken between finding and binding it
+		port, err := freePort()
+		if err != nil {
+			return "", fmt.Errorf("redistest: find a free port: %w", err)
+		}
+		if _, lastErr = launch(port); lastErr == nil {
+			return urlOf(port), nil
+		}
+	}
+	return "", lastErr
+}
+
+func urlOf(port int) string { return "redis://127.0.0.1:" + strconv.Itoa(port) + "/0" }
+
+// launch starts redis-server, without persistence, on port and waits until it
+// answers.
+func launch(port int) (*exec.Cmd, error) {
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("no Redis answers at %s and redis-server is not on PATH: run the README's test command (task test, which installs redis-server), or set %s=redis://host:port/0", defaultAddr, EnvURL)
+	}
+	cmd := exec.Command(path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no")
+	cmd.SysProcAttr = dieWithParent()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("redistest: start %s: %w", path, err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if answers(addr) {
+			return cmd, nil
+		}
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	return nil, fmt.Errorf("redistest: %s --port %d did not answer PING within 5s", path, port)
+}
+
+// Server is a redis-server of one test's own, for tests of Redis going away
+// and coming back (empty, as after a crash without persistence).
+type Server struct {
+	URL  string
+	port int
+	cmd  *exec.Cmd // nil while stopped
+}
+
+// NewServer starts a redis-server for t alone, stopped when t ends. It needs
+// redis-server on PATH, whatever RELAY_TEST_REDIS_URL says.
+func NewServer(t testing.TB) *Server {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatalf("redistest: find a free port: %v", err)
+	}
+	s := &Server{URL: urlOf(port), port: port}
+	s.Start(t)
+	t.Cleanup(func() { s.Stop(t) })
+	return s
+}
+
+// Stop kills the server at once, as a crash would. It is idempotent.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// Start starts the server again, empty, on the same port.
+func (s *Server) Start(t testing.TB) {
+	t.Helper()
+	if s.cmd != nil {
+		return
+	}
+	cmd, err := launch(s.port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = cmd
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Prefix returns a key prefix no other test uses, "relaytest:<random>:", and
+// deletes every key under it when t ends.
+func Prefix(t testing.TB) string {
+	t.Helper()
+	u := URL(t)
+	p := "relaytest:" + random() + ":"
+	t.Cleanup(func() {
+		if err := deleteKeys(u, p); err != nil {
+			t.Errorf("redistest: delete keys %s*: %v", p, err)
+		}
+	})
+	return p
+}
+
+func deleteKeys(u, prefix string) error {
+	opt, err := redis.ParseURL(u)
+	if err != nil {
+		return err
+	}
+	c := redis.NewClient(opt)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var cursor uint64
+	for {
+		keys, next, err := c.Scan(ctx, cursor, prefix+"*", 1000).Result()
+		if err != nil {
+			return err
+		}
+		if len(keys) > 0 {
+			if err := c.Unlink(ctx, keys...).Err(); err != nil {
+				return err
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// NewClient returns a client of the test Redis whose connections, Pub/Sub
+// ones included, all carry a new unique name (CLIENT SETNAME), so KillClients
+// can drop them without touching other tests' connections. It is closed when
+// t ends. The name is the client's Options().ClientName.
+func NewClient(t testing.TB) *redis.Client {
+	t.Helper()
+	opt, err := redis.ParseURL(URL(t))
+	if err != nil {
+		t.Fatalf("redistest: %s: %v", EnvURL, err)
+	}
+	opt.ClientName = "relaytest-" + random()
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// KillClients closes, on the server side, the connections named name whose
+// type is typ ("pubsub", "normal", or "" for any), as a network failure would,
+// and returns how many it closed.
+func KillClients(t testing.TB, name, typ string) int {
+	t.Helper()
+	opt, err := redis.ParseURL(URL(t))
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	c := redis.NewClient(opt)
+	defer c.Close()
+	ctx := context.Background()
+	args := []any{"client", "list"}
+	if typ != "" {
+		args = append(args, "type", typ)
+	}
+	list, err := c.Do(ctx, args...).Text()
+	if err != nil {
+		t.Fatalf("redistest: CLIENT LIST: %v", err)
+	}
+	n := 0
+	for line := range strings.Lines(list) {
+		fields := map[string]string{}
+		for f := range strings.FieldsSeq(line) {
+			k, v, _ := strings.Cut(f, "=")
+			fields[k] = v
+		}
+		if fields["name"] != name {
+			continue
+		}
+		if err := c.Do(ctx, "client", "kill", "id", fields["id"]).Err(); err != nil {
+			t.Fatalf("redistest: CLIENT KILL ID %s: %v", fields["id"], err)
+		}
+		n++
+	}
+	return n
+}
+
+func random() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

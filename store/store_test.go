@@ -1,0 +1,58 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/relaydev/relay/events"
+	"github.com/relaydev/relay/store"
+	"github.com/relaydev/relay/store/redistest"
+)
+
+// TestMain fails the package when a test leaves a goroutine behind: every
+// goroutine a store starts must end by Close or stop.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// BenchmarkAppend measures single-event appends from parallel writers over a
+// few channels, the shape of many publishers.
+func BenchmarkAppend(b *testing.B) {
+	b.Run("memory", func(b *testing.B) {
+		m := store.NewMemory(events.Retention{})
+		b.Cleanup(func() { _ = m.Close() })
+		benchAppend(b, m)
+	})
+	b.Run("redis", func(b *testing.B) {
+		r, err := store.OpenRedis(context.Background(), redistest.URL(b), store.RedisOptions{Prefix: redistest.Prefix(b)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = r.Close() })
+		benchAppend(b, r)
+	})
+}
+
+func benchAppend(b *testing.B, log events.Log) {
+	const channels = 4
+	var next atomic.Int64
+	fields := []byte(`"type":"bench","data":{"text":"a typical small event of about a hundred bytes, give or take a few"}`)
+	procs := runtime.GOMAXPROCS(0)
+	b.SetParallelism((8 + procs - 1) / procs) // at least 8 writers, whatever the machine
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		d := []events.Draft{{Channel: fmt.Sprintf("bench_%d", next.Add(1)%channels), Type: "bench", Fields: fields}}
+		for pb.Next() {
+			if _, err := log.Append(context.Background(), d); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+}
