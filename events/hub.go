@@ -1,0 +1,175 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+)
+
+// LiveBuffer is how many live events a subscription may hold unsent. Fan-out
+// never blocks: a subscription whose buffer is full is ended (once) with
+// ErrSlowConsumer and its client resumes from its cursor, so one slow reader
+// costs a history read, never the server's memory or another reader's
+// latency. 256 events is seconds of backlog at the rates browsers can show,
+// and 2 KiB per idle connection.
+const LiveBuffer = 256
+
+// ReplayPage is how many events a catch-up reads from the log per call.
+const ReplayPage = 500
+
+// Hub fans the events of a Log out to subscriptions. One Hub serves a whole
+// process; its per-event path takes no lock and allocates nothing.
+type Hub struct {
+	log    Log
+	logger *slog.Logger
+
+	channels sync.Map // channel name -> *channelSubs
+
+	mu   sync.Mutex // serialises changes to subscriber lists
+	subs map[*Subscription]struct{}
+
+	stop   func()
+	closed atomic.Bool
+}
+
+// channelSubs is one channel's subscribers, replaced whole on every change.
+type channelSubs struct {
+	list atomic.Pointer[[]*Subscription]
+}
+
+// NewHub returns a hub over log. Start it before subscribing.
+func NewHub(log Log, logger *slog.Logger) *Hub {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Hub{log: log, logger: logger, subs: make(map[*Subscription]struct{})}
+}
+
+// Log returns the hub's log.
+func (h *Hub) Log() Log { return h.log }
+
+// Start begins watching the log; it returns once watching is in place.
+func (h *Hub) Start(ctx context.Context) error {
+	stop, err := h.log.Watch(ctx, h.deliver, h.resync)
+	if err != nil {
+		return fmt.Errorf("hub: watch log: %w", err)
+	}
+	h.stop = stop
+	return nil
+}
+
+// Close stops watching the log and ends every subscription with ErrClosed.
+// It is idempotent.
+func (h *Hub) Close() {
+	if h.closed.Swap(true) {
+		return
+	}
+	if h.stop != nil {
+		h.stop()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs {
+		s.fail(ErrClosed)
+	}
+}
+
+// Publish appends drafts to the log; subscribers receive them through Watch.
+func (h *Hub) Publish(ctx context.Context, drafts ...Draft) ([]*Event, error) {
+	evs, err := h.log.Append(ctx, drafts)
+	if err != nil {
+		return evs, fmt.Errorf("publish: %w", err)
+	}
+	return evs, nil
+}
+
+// deliver is the per-event path: one map load, one atomic load, one
+// non-blocking send per subscriber.
+func (h *Hub) deliver(ev *Event) {
+	v, ok := h.channels.Load(ev.Channel)
+	if !ok {
+		return
+	}
+	list := v.(*channelSubs).load()
+	if len(list) == 0 {
+		return
+	}
+	ev.encode() // once, before any subscriber's goroutine reads it
+	for _, s := range list {
+		s.offer(ev)
+	}
+}
+
+// resync tells every subscription to re-read the log: events may have been
+// missed while the log's live feed was down.
+func (h *Hub) resync() {
+	h.logger.Warn("live feed reconnected: subscriptions re-read the log to fill any gap")
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs {
+		s.offer(resyncMarker)
+	}
+}
+
+// Subscribe registers a subscription to channels, resuming after cursor (nil:
+// live only). Live events are held in its buffer from this moment; the owner
+// calls Replay, then Deliver for each event from Live, and Close at the end.
+func (h *Hub) Subscribe(channels []string, cursor Cursor) (*Subscription, error) {
+	if h.closed.Load() {
+		return nil, ErrClosed
+	}
+	s := newSubscription(h, channels, cursor)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.subs[s] = struct{}{}
+	for _, ch := range s.channels {
+		v, _ := h.channels.LoadOrStore(ch, &channelSubs{})
+		cs := v.(*channelSubs)
+		old := cs.load()
+		next := make([]*Subscription, len(old), len(old)+1)
+		copy(next, old)
+		next = append(next, s)
+		cs.list.Store(&next)
+	}
+	return s, nil
+}
+
+func (h *Hub) unsubscribe(s *Subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.subs, s)
+	for _, ch := range s.channels {
+		v, ok := h.channels.Load(ch)
+		if !ok {
+			continue
+		}
+		cs := v.(*channelSubs)
+		old := cs.load()
+		next := make([]*Subscription, 0, len(old))
+		for _, x := range old {
+			if x != s {
+				next = append(next, x)
+			}
+		}
+		if len(next) == 0 {
+			h.channels.Delete(ch)
+		}
+		cs.list.Store(&next)
+	}
+}
+
+func (cs *channelSubs) load() []*Subscription {
+	if p := cs.list.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Subscribers returns the number of subscriptions, for metrics and tests.
+func (h *Hub) Subscribers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}

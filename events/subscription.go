@@ -1,0 +1,178 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Sink receives what a subscription delivers, in order. Transports implement
+// it: an SSE frame or a WebSocket message per call.
+type Sink interface {
+	// Event delivers one event. The subscription's cursor already includes it.
+	Event(ev *Event) error
+	// Reset tells the client that channel's history after its cursor is no
+	// longer available (trimmed, or the log was reset): it should refetch its
+	// state. Live events follow from the channel's current head.
+	Reset(channel string) error
+}
+
+// resyncMarker is offered to every subscription after the log's live feed
+// was down: Deliver then re-reads each channel after its position.
+var resyncMarker = &Event{}
+
+// Subscription is one connection's view of some channels: exact replay after
+// a cursor, then live events with no gap and no duplicate. Replay, Deliver,
+// Position and AppendCursor belong to the one goroutine that owns it.
+type Subscription struct {
+	hub      *Hub
+	channels []string
+	start    Cursor
+	pos      map[string]Position // what the client has, per channel
+
+	live      chan *Event
+	done      chan struct{}
+	failOnce  sync.Once
+	err       error
+	closeOnce sync.Once
+}
+
+func newSubscription(h *Hub, channels []string, cursor Cursor) *Subscription {
+	return &Subscription{
+		hub:      h,
+		channels: channels,
+		start:    cursor,
+		pos:      make(map[string]Position, len(channels)),
+		live:     make(chan *Event, LiveBuffer),
+		done:     make(chan struct{}),
+	}
+}
+
+// Channels returns the subscription's channels, in the order given.
+func (s *Subscription) Channels() []string { return s.channels }
+
+// Live is the subscription's buffer of live events; pass each to Deliver.
+func (s *Subscription) Live() <-chan *Event { return s.live }
+
+// Done is closed when the hub ends the subscription; Err then says why
+// (ErrSlowConsumer or ErrClosed).
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Err returns why Done was closed, or nil.
+func (s *Subscription) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// Close unregisters the subscription. It is idempotent.
+func (s *Subscription) Close() {
+	s.closeOnce.Do(func() { s.hub.unsubscribe(s) })
+}
+
+func (s *Subscription) offer(ev *Event) {
+	select {
+	case s.live <- ev:
+	default:
+		s.fail(ErrSlowConsumer)
+	}
+}
+
+func (s *Subscription) fail(err error) {
+	s.failOnce.Do(func() {
+		s.err = err
+		close(s.done)
+	})
+}
+
+// Position returns the client's position on channel.
+func (s *Subscription) Position(channel string) Position { return s.pos[channel] }
+
+// AppendCursor appends the subscription's whole cursor, in its text form (see
+// Cursor), to b.
+func (s *Subscription) AppendCursor(b []byte) []byte {
+	return AppendCursor(b, s.channels, s.Position)
+}
+
+// Replay sends each channel's history after the cursor to sink; a channel
+// without a cursor starts at its head (live only). Call it once, first.
+func (s *Subscription) Replay(ctx context.Context, sink Sink) error {
+	for _, ch := range s.channels {
+		p, ok := s.start[ch]
+		if !ok {
+			head, err := s.hub.log.Head(ctx, ch)
+			if err != nil {
+				return fmt.Errorf("replay %s: %w", ch, err)
+			}
+			s.pos[ch] = head
+			continue
+		}
+		s.pos[ch] = p
+		if err := s.fill(ctx, ch, sink); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Deliver sends a live event to sink unless the client already has it; when
+// the event shows a gap, it first reads the missing events from the log.
+func (s *Subscription) Deliver(ctx context.Context, ev *Event, sink Sink) error {
+	if ev == resyncMarker {
+		for _, ch := range s.channels {
+			if err := s.fill(ctx, ch, sink); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	ch := ev.Channel
+	p := s.pos[ch]
+	switch {
+	case p.IsBeginning():
+		return s.fill(ctx, ch, sink) // history was empty: read it again, with this event
+	case ev.Pos.Epoch != p.Epoch:
+		if ev.Pos.Seq != 1 { // a new epoch began unseen: read it from its start
+			s.pos[ch] = Position{Epoch: ev.Pos.Epoch}
+			return s.fill(ctx, ch, sink)
+		}
+	case ev.Pos.Seq <= p.Seq:
+		return nil // history already sent it
+	case ev.Pos.Seq > p.Seq+1:
+		return s.fill(ctx, ch, sink)
+	}
+	s.pos[ch] = ev.Pos
+	return sink.Event(ev)
+}
+
+// fill sends channel's events after the client's position, page by page. When
+// the log cannot answer, it sends a reset and moves the client to the head.
+func (s *Subscription) fill(ctx context.Context, ch string, sink Sink) error {
+	for {
+		evs, err := s.hub.log.Read(ctx, ch, s.pos[ch], ReplayPage)
+		if errors.Is(err, ErrCursorGone) {
+			head, err := s.hub.log.Head(ctx, ch)
+			if err != nil {
+				return fmt.Errorf("read %s head: %w", ch, err)
+			}
+			s.pos[ch] = head
+			return sink.Reset(ch)
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", ch, err)
+		}
+		for _, ev := range evs {
+			s.pos[ch] = ev.Pos
+			if err := sink.Event(ev); err != nil {
+				return err
+			}
+		}
+		if len(evs) < ReplayPage {
+			return nil
+		}
+	}
+}

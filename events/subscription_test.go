@@ -1,0 +1,395 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/relaydev/relay/events"
+	"github.com/relaydev/relay/store"
+)
+
+// newHub returns a started hub over a memory log with the given retention.
+func newHub(t *testing.T, ret events.Retention) *events.Hub {
+	t.Helper()
+	mem := store.NewMemory(ret)
+	hub := events.NewHub(mem, nil)
+	if err := hub.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		hub.Close()
+		mem.Close()
+	})
+	return hub
+}
+
+// publish appends n events to channel and returns them.
+func publish(t *testing.T, hub *events.Hub, channel string, n int) []*events.Event {
+	t.Helper()
+	drafts := make([]events.Draft, n)
+	for i := range drafts {
+		d, err := events.NewDraft(channel, "t", i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		drafts[i] = d
+	}
+	evs, err := hub.Publish(context.Background(), drafts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+func subscribe(t *testing.T, hub *events.Hub, channels []string, cur events.Cursor) *events.Subscription {
+	t.Helper()
+	sub, err := hub.Subscribe(channels, cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+	return sub
+}
+
+// sink records what a subscription delivers, as "channel:seq" and "reset:channel".
+type sink struct {
+	got  []string
+	fail error // returned by Event when set
+}
+
+func (s *sink) Event(ev *events.Event) error {
+	if s.fail != nil {
+		return s.fail
+	}
+	s.got = append(s.got, ev.Channel+":"+ev.Pos.String())
+	return nil
+}
+
+func (s *sink) Reset(channel string) error {
+	s.got = append(s.got, "reset:"+channel)
+	return nil
+}
+
+// ids formats events as the sink records them.
+func ids(evs ...*events.Event) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.Channel + ":" + ev.Pos.String()
+	}
+	return out
+}
+
+// drain delivers every buffered live event in order.
+func drain(t *testing.T, sub *events.Subscription, s *sink) {
+	t.Helper()
+	for {
+		select {
+		case ev := <-sub.Live():
+			if err := sub.Deliver(context.Background(), ev, s); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			return
+		}
+	}
+}
+
+func TestSlowConsumer(t *testing.T) {
+	hub := newHub(t, events.Retention{})
+	slow := subscribe(t, hub, []string{"c"}, nil)
+	other := subscribe(t, hub, []string{"c"}, nil)
+	if err := slow.Replay(context.Background(), &sink{}); err != nil {
+		t.Fatal(err)
+	}
+
+	publish(t, hub, "c", events.LiveBuffer)
+	select {
+	case <-slow.Done():
+		t.Fatalf("Done closed with a full but not overflowing buffer")
+	default:
+	}
+	if err := slow.Err(); err != nil {
+		t.Errorf("Err before overflow: got %v, want nil", err)
+	}
+	drain(t, other, &sink{}) // the other subscriber keeps up
+
+	publish(t, hub, "c", 1) // one more than the buffer holds
+	select {
+	case <-slow.Done():
+	default:
+		t.Fatal("Done still open after overflowing the buffer")
+	}
+	if err := slow.Err(); !errors.Is(err, events.ErrSlowConsumer) {
+		t.Errorf("Err: got %v, want ErrSlowConsumer", err)
+	}
+	// Exactly once: more overflows and the hub's Close neither panic nor
+	// change the reason.
+	publish(t, hub, "c", 10)
+	hub.Close()
+	if err := slow.Err(); !errors.Is(err, events.ErrSlowConsumer) {
+		t.Errorf("Err after more overflows and Close: got %v, want ErrSlowConsumer", err)
+	}
+	// The reader that kept up was not held back; Close ended it instead.
+	if err := other.Err(); !errors.Is(err, events.ErrClosed) {
+		t.Errorf("other's Err: got %v, want ErrClosed", err)
+	}
+}
+
+func TestHubSubscribers(t *testing.T) {
+	hub := newHub(t, events.Retention{})
+	a := subscribe(t, hub, []string{"c", "d"}, nil)
+	b := subscribe(t, hub, []string{"c"}, nil)
+	if n := hub.Subscribers(); n != 2 {
+		t.Errorf("Subscribers: got %d, want 2", n)
+	}
+	a.Close()
+	a.Close() // idempotent
+	if n := hub.Subscribers(); n != 1 {
+		t.Errorf("Subscribers after a Close: got %d, want 1", n)
+	}
+	publish(t, hub, "d", 1)
+	if len(a.Live()) != 0 {
+		t.Errorf("a closed subscription got %d live events, want none", len(a.Live()))
+	}
+	b.Close()
+	hub.Close()
+	hub.Close() // idempotent
+	if _, err := hub.Subscribe([]string{"c"}, nil); !errors.Is(err, events.ErrClosed) {
+		t.Errorf("Subscribe after Close: got %v, want ErrClosed", err)
+	}
+}
+
+// TestReplayThenLive checks the catch-up: live events buffered while the
+// history is read are dropped when history already sent them; the rest
+// follow with no gap.
+func TestReplayThenLive(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		before int // events published before subscribing
+		after  int // the cursor's seq; -1: no cursor; 0: Beginning
+		during int // events published after subscribing, before Replay
+		want   []int
+	}{
+		{"no cursor is live only", 3, -1, 2, nil},
+		{"beginning replays all", 3, 0, 2, []int{1, 2, 3, 4, 5}},
+		{"cursor mid-history", 5, 2, 2, []int{3, 4, 5, 6, 7}},
+		{"cursor at head", 3, 3, 2, []int{4, 5}},
+		{"beginning of an empty channel", 0, 0, 2, []int{1, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hub := newHub(t, events.Retention{})
+			before := publish(t, hub, "c", tc.before)
+			var cur events.Cursor
+			switch {
+			case tc.after == 0:
+				cur = events.Cursor{"c": events.Beginning}
+			case tc.after > 0:
+				cur = events.Cursor{"c": before[tc.after-1].Pos}
+			}
+			sub := subscribe(t, hub, []string{"c"}, cur)
+			during := publish(t, hub, "c", tc.during)
+			s := &sink{}
+			if err := sub.Replay(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+			drain(t, sub, s)
+			all := append(before, during...)
+			var want []string
+			for _, seq := range tc.want {
+				want = append(want, ids(all[seq-1])...)
+			}
+			if !slices.Equal(s.got, want) {
+				t.Errorf("delivered: got %v, want %v", s.got, want)
+			}
+			// Then strictly live.
+			next := publish(t, hub, "c", 1)
+			drain(t, sub, s)
+			if got := s.got[len(s.got)-1]; got != ids(next...)[0] {
+				t.Errorf("live: got %s, want %s", got, ids(next...)[0])
+			}
+			if got, want := sub.Position("c"), next[0].Pos; got != want {
+				t.Errorf("Position: got %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestDeliver drives Deliver directly: duplicates are dropped and a gap is
+// filled from the log, in order.
+func TestDeliver(t *testing.T) {
+	ctx := context.Background()
+	hub := newHub(t, events.Retention{})
+	sub := subscribe(t, hub, []string{"c", "d"}, nil)
+	s := &sink{}
+	if err := sub.Replay(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	evs := publish(t, hub, "c", 5)
+	d := publish(t, hub, "d", 2)
+	for range 7 {
+		<-sub.Live() // the test hands events to Deliver itself
+	}
+	steps := []struct {
+		name string
+		ev   *events.Event
+		want []string // appended to what the sink has
+	}{
+		{"next in order", evs[0], ids(evs[0])},
+		{"duplicate", evs[0], nil},
+		// A fill reads the log to its head, past the event that showed the gap.
+		{"gap filled from the log", evs[3], ids(evs[1], evs[2], evs[3], evs[4])},
+		{"older than the position", evs[2], nil},
+		{"duplicate of a filled event", evs[4], nil},
+		{"other channel, own position", d[1], ids(d[0], d[1])},
+		{"duplicate on the other channel", d[0], nil},
+	}
+	for _, st := range steps {
+		n := len(s.got)
+		if err := sub.Deliver(ctx, st.ev, s); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if got := s.got[n:]; !slices.Equal(got, st.want) {
+			t.Errorf("%s: got %v, want %v", st.name, got, st.want)
+		}
+	}
+	if got := string(sub.AppendCursor(nil)); got != "c="+evs[4].ID()+",d="+d[1].ID() {
+		t.Errorf("AppendCursor: got %q, want c=%s,d=%s", got, evs[4].ID(), d[1].ID())
+	}
+}
+
+// TestReplayReset checks that a cursor the log cannot answer yields one
+// Reset for its channel, then live events from the head.
+func TestReplayReset(t *testing.T) {
+	ctx := context.Background()
+	hub := newHub(t, events.Retention{MaxEvents: 3})
+	evs := publish(t, hub, "c", 6)
+	keep := publish(t, hub, "d", 2)
+	for _, tc := range []struct {
+		name string
+		cur  events.Position
+	}{
+		{"trimmed", evs[0].Pos},
+		{"unknown epoch", events.Position{Epoch: "zzz", Seq: 1}},
+		{"ahead of head", events.Position{Epoch: evs[0].Pos.Epoch, Seq: 99}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sub := subscribe(t, hub, []string{"c", "d"}, events.Cursor{"c": tc.cur, "d": keep[0].Pos})
+			s := &sink{}
+			if err := sub.Replay(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+			if want := append([]string{"reset:c"}, ids(keep[1])...); !slices.Equal(s.got, want) {
+				t.Errorf("replay: got %v, want %v", s.got, want)
+			}
+			if got := sub.Position("c"); got != evs[5].Pos {
+				t.Errorf("position after reset: got %v, want the head %v", got, evs[5].Pos)
+			}
+		})
+	}
+}
+
+// TestReplayLongHistory replays more than one page of history.
+func TestReplayLongHistory(t *testing.T) {
+	hub := newHub(t, events.Retention{})
+	evs := publish(t, hub, "c", 2*events.ReplayPage+7)
+	sub := subscribe(t, hub, []string{"c"}, events.Cursor{"c": evs[2].Pos})
+	s := &sink{}
+	if err := sub.Replay(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	if want := ids(evs[3:]...); !slices.Equal(s.got, want) {
+		t.Errorf("replayed %d events, want %d in order", len(s.got), len(want))
+	}
+}
+
+// TestSinkError stops a replay at the sink's first error.
+func TestSinkError(t *testing.T) {
+	hub := newHub(t, events.Retention{})
+	publish(t, hub, "c", 3)
+	sub := subscribe(t, hub, []string{"c"}, events.Cursor{"c": events.Beginning})
+	boom := errors.New("client gone")
+	if err := sub.Replay(context.Background(), &sink{fail: boom}); !errors.Is(err, boom) {
+		t.Errorf("Replay: got %v, want the sink's error", err)
+	}
+}
+
+// TestDeliverNewEpoch: a live event from an epoch the client has not seen
+// starts that epoch at its first event, or is read from the log (which
+// answers with a reset when it cannot).
+func TestDeliverNewEpoch(t *testing.T) {
+	ctx := context.Background()
+	hub := newHub(t, events.Retention{})
+	evs := publish(t, hub, "c", 2)
+	sub := subscribe(t, hub, []string{"c"}, events.Cursor{"c": evs[1].Pos})
+	s := &sink{}
+	if err := sub.Replay(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := events.NewDraft("c", "t", nil)
+	first := events.NewEvent(d, events.Position{Epoch: "fresh", Seq: 1}, time.Now())
+	if err := sub.Deliver(ctx, first, s); err != nil {
+		t.Fatal(err)
+	}
+	if want := ids(first); !slices.Equal(s.got, want) {
+		t.Errorf("first event of a new epoch: got %v, want %v", s.got, want)
+	}
+	// Seq 3 of yet another epoch the log does not know: a reset, not a gap.
+	s.got = nil
+	later := events.NewEvent(d, events.Position{Epoch: "other", Seq: 3}, time.Now())
+	if err := sub.Deliver(ctx, later, s); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"reset:c"}; !slices.Equal(s.got, want) {
+		t.Errorf("event 3 of an unknown epoch: got %v, want %v", s.got, want)
+	}
+}
+
+// lossyLog is a memory log whose live feed can drop events, as a Redis
+// Pub/Sub outage does, and then call resync.
+type lossyLog struct {
+	*store.Memory
+	drop   atomic.Bool
+	resync func()
+}
+
+func (l *lossyLog) Watch(ctx context.Context, deliver func(*events.Event), resync func()) (func(), error) {
+	l.resync = resync
+	return l.Memory.Watch(ctx, func(ev *events.Event) {
+		if !l.drop.Load() {
+			deliver(ev)
+		}
+	}, resync)
+}
+
+// TestResync checks that after the live feed lost events, the resync
+// marker makes each subscription read what it missed, in order.
+func TestResync(t *testing.T) {
+	ctx := context.Background()
+	log := &lossyLog{Memory: store.NewMemory(events.Retention{})}
+	hub := events.NewHub(log, nil)
+	if err := hub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hub.Close(); log.Close() })
+	sub := subscribe(t, hub, []string{"c", "d"}, nil)
+	s := &sink{}
+	if err := sub.Replay(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	a := publish(t, hub, "c", 1)
+	log.drop.Store(true)
+	lostC := publish(t, hub, "c", 2)
+	lostD := publish(t, hub, "d", 1)
+	log.drop.Store(false)
+	log.resync()
+	drain(t, sub, s)
+	want := ids(append(append(a, lostC...), lostD...)...)
+	if !slices.Equal(s.got, want) {
+		t.Errorf("after resync: got %v, want %v", s.got, want)
+	}
+}

@@ -1,0 +1,105 @@
+package transport
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/relaydev/relay/auth"
+	"github.com/relaydev/relay/events"
+)
+
+// MaxChannels is the most channels one connection may multiplex.
+const MaxChannels = 64
+
+// channelsFunc names the channels a stream request asks for.
+type channelsFunc func(c echo.Context, id *auth.Identity) ([]string, error)
+
+// notificationsChannel is the caller's own user_{sub}_notifications.
+func (s *Server) notificationsChannel(_ echo.Context, id *auth.Identity) ([]string, error) {
+	return []string{events.NotificationsChannel(id.UserID)}, nil
+}
+
+// projectChannel is one channel of the project in the path's :id.
+func (s *Server) projectChannel(name func(string) string) channelsFunc {
+	return func(c echo.Context, _ *auth.Identity) ([]string, error) {
+		pid := c.Param("id")
+		if err := events.ValidateID("project", pid); err != nil {
+			return nil, err
+		}
+		return []string{name(pid)}, nil
+	}
+}
+
+// queryChannels is every ?channel= of /events, in order, without repeats.
+func (s *Server) queryChannels(c echo.Context, _ *auth.Identity) ([]string, error) {
+	raw := c.QueryParams()["channel"]
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("name at least one channel: /events?channel=A&channel=B: %w", events.ErrInvalid)
+	}
+	if len(raw) > MaxChannels {
+		return nil, fmt.Errorf("%d channels asked, at most %d per connection: %w", len(raw), MaxChannels, events.ErrInvalid)
+	}
+	out := make([]string, 0, len(raw))
+	seen := make(map[string]bool, len(raw))
+	for _, ch := range raw {
+		if err := events.ValidateChannel(ch); err != nil {
+			return nil, err
+		}
+		if !seen[ch] {
+			seen[ch] = true
+			out = append(out, ch)
+		}
+	}
+	return out, nil
+}
+
+// streamRequest is an authenticated, authorized stream request.
+type streamRequest struct {
+	id       *auth.Identity
+	channels []string
+	cursor   events.Cursor
+}
+
+// prepare authenticates, resolves channels, authorizes them and parses the
+// cursor (Last-Event-ID header first, then ?last_event_id=).
+func (s *Server) prepare(c echo.Context, channels channelsFunc) (*streamRequest, error) {
+	id, err := s.identify(c.Request())
+	if err != nil {
+		return nil, err
+	}
+	chans, err := channels(c, id)
+	if err != nil {
+		return nil, err
+	}
+	for _, ch := range chans {
+		if !id.CanSubscribe(ch) {
+			return nil, fmt.Errorf("this token may not read channel %s; ask your backend for a token whose projects or subscribe claim covers it: %w", ch, auth.ErrForbidden)
+		}
+	}
+	raw := c.Request().Header.Get("Last-Event-ID")
+	if raw == "" {
+		raw = c.QueryParam("last_event_id")
+	}
+	cur, err := events.ParseCursor(raw, chans)
+	if err != nil {
+		return nil, err
+	}
+	return &streamRequest{id: id, channels: chans, cursor: cur}, nil
+}
+
+// stream serves a channel group as WebSocket when the request is an upgrade,
+// else as Server-Sent Events.
+func (s *Server) stream(channels channelsFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if isWebSocket(c.Request()) {
+			return s.serveWebSocket(c, channels)
+		}
+		if !acceptsEventStream(c.Request()) {
+			return echo.NewHTTPError(http.StatusNotAcceptable,
+				"this URL serves text/event-stream (send Accept: text/event-stream) or a WebSocket upgrade")
+		}
+		return s.serveSSE(c, channels)
+	}
+}

@@ -1,0 +1,117 @@
+package transport
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/relaydev/relay/auth"
+	"github.com/relaydev/relay/events"
+)
+
+// WebSocket close codes relay sends. Browsers may only see 1000 and
+// 3000-4999 from an application, so refusals use the 4000 range; 4001 and
+// 4003 are the codes the Django Channels clients already handle.
+const (
+	CloseBadRequest   = 4000 // malformed cursor, channel or message
+	CloseUnauthorized = 4001 // no token, or an invalid one: fetch a token, reconnect
+	CloseTokenExpired = 4002 // the token expired during the connection: refresh, resume
+	CloseForbidden    = 4003 // the token does not allow this channel: do not retry
+	CloseNotFound     = 4004 // no such endpoint or resource
+	CloseSlowConsumer = 4008 // fell behind its buffer: reconnect with the cursor
+	CloseGoingAway    = 1001 // the server is shutting down: reconnect elsewhere
+	CloseTooBig       = 1009 // a message over the size limit
+	CloseInternal     = 1011 // a server fault
+)
+
+// failure is how one kind of error looks on the wire.
+type failure struct {
+	status int
+	code   string
+	close  int
+}
+
+// failures maps relay's sentinel errors to HTTP statuses, JSON error codes
+// and WebSocket close codes, in one place. The first match wins.
+var failures = []struct {
+	err error
+	failure
+}{
+	{auth.ErrTokenExpired, failure{http.StatusUnauthorized, "token_expired", CloseUnauthorized}},
+	{auth.ErrUnauthenticated, failure{http.StatusUnauthorized, "unauthorized", CloseUnauthorized}},
+	{auth.ErrForbidden, failure{http.StatusForbidden, "forbidden", CloseForbidden}},
+	{events.ErrInvalid, failure{http.StatusBadRequest, "bad_request", CloseBadRequest}},
+	{events.ErrTooLarge, failure{http.StatusRequestEntityTooLarge, "payload_too_large", CloseTooBig}},
+	{events.ErrNotFound, failure{http.StatusNotFound, "not_found", CloseNotFound}},
+	{events.ErrSlowConsumer, failure{http.StatusServiceUnavailable, "slow_consumer", CloseSlowConsumer}},
+	{events.ErrClosed, failure{http.StatusServiceUnavailable, "shutting_down", CloseGoingAway}},
+}
+
+var internal = failure{http.StatusInternalServerError, "internal", CloseInternal}
+
+func classify(err error) failure {
+	for _, f := range failures {
+		if errors.Is(err, f.err) {
+			return f.failure
+		}
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		return failure{he.Code, httpCode(he.Code), CloseBadRequest}
+	}
+	return internal
+}
+
+func httpCode(status int) string {
+	switch status {
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusNotAcceptable:
+		return "not_acceptable"
+	case http.StatusRequestEntityTooLarge:
+		return "payload_too_large"
+	case http.StatusUnsupportedMediaType:
+		return "unsupported_media_type"
+	}
+	if status >= 500 {
+		return "internal"
+	}
+	return "bad_request"
+}
+
+// errorBody is every error answer: {"error": code, "message": what to do}.
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// message is the text a client sees: the error's own words for errors of the
+// table (they say what to do next), a generic one for faults.
+func message(err error, f failure) string {
+	if f == internal {
+		return "relay failed to answer; retry, and if it persists check relay's log"
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		if m, ok := he.Message.(string); ok {
+			return m
+		}
+		return http.StatusText(he.Code)
+	}
+	return err.Error()
+}
+
+// handleError is Echo's one error handler: it maps err once and logs faults.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	f := classify(err)
+	if f.status >= 500 && f != classify(events.ErrClosed) {
+		s.logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	}
+	_ = c.JSON(f.status, errorBody{Error: f.code, Message: message(err, f)})
+}

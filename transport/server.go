@@ -1,0 +1,211 @@
+// Package transport speaks HTTP for relay: Server-Sent Events and WebSocket
+// streams of events, the publish API, health checks and the error mapping.
+package transport
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/relaydev/relay/auth"
+	"github.com/relaydev/relay/events"
+)
+
+// Authenticator verifies a bearer token; *auth.Verifier is the one relay uses.
+type Authenticator interface {
+	Verify(token string) (*auth.Identity, error)
+}
+
+// Config tunes the transports; zero fields take the defaults below.
+type Config struct {
+	// Heartbeat is the interval of SSE comment heartbeats and WebSocket pings
+	// (default 15 s): proxies keep a stream open while bytes flow.
+	Heartbeat time.Duration
+	// Retry is the reconnect delay hinted to EventSource (default 2 s).
+	Retry time.Duration
+	// WriteTimeout bounds each write to a client (default 10 s); a client
+	// that cannot take a write for that long is disconnected.
+	WriteTimeout time.Duration
+	// MaxPayload is the largest event accepted, in bytes (default 64 KiB).
+	MaxPayload int
+	// AllowedOrigins lists the browser origins (scheme://host[:port]) of
+	// other sites allowed to connect; empty means same origin only.
+	AllowedOrigins []string
+}
+
+// Defaults for Config.
+const (
+	DefaultHeartbeat    = 15 * time.Second
+	DefaultRetry        = 2 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+)
+
+func (c Config) withDefaults() Config {
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.Retry <= 0 {
+		c.Retry = DefaultRetry
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = events.DefaultMaxPayload
+	}
+	return c
+}
+
+// Server is relay's HTTP surface. Shutdown ends every stream.
+type Server struct {
+	hub    *events.Hub
+	auth   Authenticator
+	cfg    Config
+	logger *slog.Logger
+	echo   *echo.Echo
+
+	shutdown     chan struct{} // closed by Shutdown: every stream selects on it
+	shutdownOnce sync.Once
+	streams      sync.WaitGroup // WebSocket streams, which http.Server.Shutdown does not track
+
+	mu       sync.Mutex // orders streams.Add before Shutdown's Wait
+	draining bool       // set by Shutdown: no stream is counted after it
+}
+
+// NewServer returns a server relaying hub's events to clients authenticated by a.
+func NewServer(hub *events.Hub, a Authenticator, cfg Config, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{hub: hub, auth: a, cfg: cfg.withDefaults(), logger: logger, shutdown: make(chan struct{})}
+	s.echo = s.routes()
+	return s
+}
+
+// Echo returns the server's Echo instance, so app can mount more routes.
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
+// ServeHTTP serves relay's routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// Shutdown tells every stream to end (SSE: the stream ends with a retry hint;
+// WebSocket: close 1001) and waits for the WebSocket streams, or for ctx. Call
+// it before http.Server.Shutdown, which waits for SSE handlers to return. It
+// is idempotent.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() {
+		s.mu.Lock()
+		s.draining = true
+		s.mu.Unlock()
+		close(s.shutdown)
+	})
+	done := make(chan struct{})
+	go func() { s.streams.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("transport shutdown: WebSocket streams still open: %w", ctx.Err())
+	}
+}
+
+// track counts a WebSocket stream for Shutdown to wait for; it reports false
+// once Shutdown has begun. A WaitGroup's Add from zero must not race its
+// Wait: unguarded, an upgrade during Shutdown is a data race and may panic.
+func (s *Server) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.streams.Add(1)
+	return true
+}
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	// Only middleware that neither buffers nor times out responses: streams
+	// pass through all of it (see PITFALLS: no Timeout, Gzip or BodyDump).
+	e.Use(middleware.Recover(), s.accessLog, s.checkOrigin)
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+
+	// One URL per channel group, SSE or WebSocket by request.
+	e.GET("/events", s.stream(s.queryChannels))
+	e.GET("/events/notifications", s.stream(s.notificationsChannel))
+	e.GET("/events/projects/:id/tickets", s.stream(s.projectChannel(events.TicketsChannel)))
+	e.GET("/events/projects/:id/presence", s.stream(s.projectChannel(events.PresenceChannel)))
+	// The Django Channels paths, unchanged for existing WebSocket clients.
+	for _, suffix := range []string{"/", ""} {
+		e.GET("/ws/notifications"+suffix, s.stream(s.notificationsChannel))
+		e.GET("/ws/projects/:id/tickets"+suffix, s.stream(s.projectChannel(events.TicketsChannel)))
+		e.GET("/ws/projects/:id/presence"+suffix, s.stream(s.projectChannel(events.PresenceChannel)))
+	}
+
+	e.POST("/api/publish", s.publish)
+	return e
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 only while the store answers (and not while draining).
+func (s *Server) readyz(c echo.Context) error {
+	select {
+	case <-s.shutdown:
+		return events.ErrClosed
+	default:
+	}
+	if p, ok := s.hub.Log().(events.Pinger); ok {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		defer cancel()
+		if err := p.Ping(ctx); err != nil {
+			s.logger.Warn("store does not answer: not ready", "err", err)
+			return c.JSON(http.StatusServiceUnavailable, errorBody{Error: "store_unavailable",
+				Message: "the event store does not answer; check REDIS_URL and that Redis is running"})
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// accessLog logs each request's method, path (never the query: it may hold a
+// token), status and duration.
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		status := c.Response().Status
+		if err != nil {
+			status = classify(err).status
+		}
+		s.logger.Debug("request", "method", c.Request().Method, "path", c.Request().URL.Path,
+			"status", status, "duration", time.Since(start))
+		return err
+	}
+}
+
+// identify authenticates the request's token.
+func (s *Server) identify(r *http.Request) (*auth.Identity, error) {
+	tok := auth.TokenFromRequest(r)
+	if tok == "" {
+		return nil, fmt.Errorf("no token: send one as ?token=, an Authorization: Bearer header or a relay_token cookie: %w", auth.ErrUnauthenticated)
+	}
+	return s.auth.Verify(tok)
+}
+
+// sameOrigin reports whether origin names the host the request was sent to.
+func sameOrigin(origin string, r *http.Request) bool {
+	_, host, ok := strings.Cut(origin, "://")
+	return ok && strings.EqualFold(host, r.Host)
+}

@@ -1,0 +1,217 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/relaydev/relay/events"
+)
+
+// drainMax is how many ready events a stream writes before it flushes: one
+// syscall carries a burst, and a steady trickle is still flushed per event.
+const drainMax = 64
+
+func acceptsEventStream(r *http.Request) bool {
+	accept := r.Header.Get("Accept")
+	if accept == "" {
+		return true
+	}
+	for part := range strings.SplitSeq(accept, ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err == nil && (mt == "text/event-stream" || mt == "*/*" || mt == "text/*") {
+			return true
+		}
+	}
+	return false
+}
+
+// sseStream writes one client's Server-Sent Events. It is the events.Sink of
+// its subscription; only the handler goroutine uses it.
+type sseStream struct {
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+	sub   *events.Subscription
+	multi bool   // several channels: the id line is the whole cursor
+	buf   []byte // reused for id lines and control frames
+	cfg   *Config
+}
+
+// serveSSE refuses with a JSON status before the stream starts (EventSource
+// treats any non-200 as final), then streams: retry hint, history after the
+// cursor, the cursor itself, live events, heartbeats.
+func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
+	req, err := s.prepare(c, channels)
+	if err != nil {
+		return err
+	}
+	sub, err := s.hub.Subscribe(req.channels, req.cursor)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+
+	h := c.Response().Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-transform")
+	h.Set("X-Accel-Buffering", "no")
+	c.Response().WriteHeader(http.StatusOK)
+
+	st := &sseStream{w: c.Response(), rc: http.NewResponseController(c.Response()), sub: sub,
+		multi: len(req.channels) > 1, buf: make([]byte, 0, 256), cfg: &s.cfg}
+	ctx := c.Request().Context()
+	log := s.logger.With("transport", "sse", "user", req.id.UserID)
+	if err := st.run(ctx, s.shutdown, req.id.Expires); err != nil && ctx.Err() == nil {
+		log.Info("stream ended", "err", err)
+	}
+	return nil
+}
+
+func (st *sseStream) run(ctx context.Context, shutdown <-chan struct{}, expires time.Time) error {
+	st.buf = strconv.AppendInt(append(st.buf[:0], "retry: "...), st.cfg.Retry.Milliseconds(), 10)
+	if err := st.write(append(st.buf, "\n\n"...)); err != nil {
+		return err
+	}
+	if err := st.flush(); err != nil {
+		return err
+	}
+	if err := st.deadline(); err != nil {
+		return err
+	}
+	if err := st.sub.Replay(ctx, st); err != nil {
+		return err
+	}
+	// The whole cursor, as an event without data: EventSource records it as
+	// the last event id without dispatching anything.
+	st.buf = st.sub.AppendCursor(append(st.buf[:0], "id: "...))
+	if err := st.write(append(st.buf, "\n\n"...)); err != nil {
+		return err
+	}
+	if err := st.flush(); err != nil {
+		return err
+	}
+
+	heartbeat := time.NewTicker(st.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	expiry := time.NewTimer(time.Until(expires))
+	defer expiry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-shutdown:
+			// Spread reconnects so a deploy is no reconnect storm.
+			jitter := st.cfg.Retry + rand.N(5*time.Second)
+			return st.control("shutdown", jitter, "relay is restarting; reconnect with your last event id")
+		case <-heartbeat.C:
+			if err := st.write([]byte(":\n\n")); err != nil {
+				return err
+			}
+			if err := st.flush(); err != nil {
+				return err
+			}
+		case <-expiry.C:
+			return st.control("token_expired", 0, "your token expired: fetch a fresh token and reconnect with your last event id")
+		case <-st.sub.Done():
+			err := st.sub.Err()
+			if errors.Is(err, events.ErrSlowConsumer) {
+				return st.control("slow_consumer", 0, "you fell behind the event rate; reconnect with your last event id")
+			}
+			return st.control("shutdown", st.cfg.Retry, "relay is restarting; reconnect with your last event id")
+		case ev := <-st.sub.Live():
+			if err := st.deliver(ctx, ev); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// deliver writes ev and whatever else is ready, then flushes once.
+func (st *sseStream) deliver(ctx context.Context, ev *events.Event) error {
+	if err := st.deadline(); err != nil {
+		return err
+	}
+	if err := st.sub.Deliver(ctx, ev, st); err != nil {
+		return err
+	}
+	for range drainMax {
+		select {
+		case ev := <-st.sub.Live():
+			if err := st.sub.Deliver(ctx, ev, st); err != nil {
+				return err
+			}
+		default:
+			return st.rc.Flush()
+		}
+	}
+	return st.rc.Flush()
+}
+
+// Event writes one event frame: the shared frame on single-channel streams;
+// the connection's cursor then the shared data on multiplexed ones.
+func (st *sseStream) Event(ev *events.Event) error {
+	if !st.multi {
+		return st.write(ev.SSE())
+	}
+	st.buf = st.sub.AppendCursor(append(st.buf[:0], "id: "...))
+	st.buf = append(st.buf, '\n')
+	if err := st.write(st.buf); err != nil {
+		return err
+	}
+	return st.write(ev.SSEData())
+}
+
+// Reset sends the named event "reset" for channel, with the new cursor.
+func (st *sseStream) Reset(channel string) error {
+	st.buf = append(st.buf[:0], "event: reset\nid: "...)
+	st.buf = st.sub.AppendCursor(st.buf)
+	st.buf = append(st.buf, "\ndata: "...)
+	st.buf = append(st.buf, events.Control("reset", "channel", channel, "id", st.sub.Position(channel).String(),
+		"message", "history after your cursor is no longer available; refetch this channel's state")...)
+	return st.write(append(st.buf, "\n\n"...))
+}
+
+// control ends the stream with a named event saying why, and a retry hint.
+func (st *sseStream) control(name string, retry time.Duration, msg string) error {
+	st.buf = append(st.buf[:0], "event: "...)
+	st.buf = append(st.buf, name...)
+	if retry > 0 {
+		st.buf = strconv.AppendInt(append(st.buf, "\nretry: "...), retry.Milliseconds(), 10)
+	}
+	st.buf = append(st.buf, "\ndata: "...)
+	st.buf = append(st.buf, events.Control(name, "message", msg)...)
+	if err := st.write(append(st.buf, "\n\n"...)); err != nil {
+		return err
+	}
+	return st.flush()
+}
+
+func (st *sseStream) write(b []byte) error {
+	_, err := st.w.Write(b)
+	return err
+}
+
+// deadline bounds the writes that follow: a client that stops reading is
+// dropped after WriteTimeout instead of pinning a goroutine and its buffers.
+func (st *sseStream) deadline() error {
+	err := st.rc.SetWriteDeadline(time.Now().Add(st.cfg.WriteTimeout))
+	if errors.Is(err, http.ErrNotSupported) {
+		return nil
+	}
+	return err
+}
+
+// flush sends what is buffered, under a fresh write deadline.
+func (st *sseStream) flush() error {
+	if err := st.deadline(); err != nil {
+		return err
+	}
+	return st.rc.Flush()
+}

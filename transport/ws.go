@@ -1,0 +1,267 @@
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/labstack/echo/v4"
+
+	"github.com/relaydev/relay/auth"
+	"github.com/relaydev/relay/events"
+)
+
+// MaxClientMessage is the largest message a WebSocket client may send: client
+// actions are small; a bigger one closes the connection with 1009.
+const MaxClientMessage = 16 << 10
+
+var writeBuffers sync.Pool // shared write buffers: idle connections hold none
+
+func isWebSocket(r *http.Request) bool { return websocket.IsWebSocketUpgrade(r) }
+
+func (s *Server) upgrader() *websocket.Upgrader {
+	return &websocket.Upgrader{
+		ReadBufferSize:  1024,
+		WriteBufferSize: 4096,
+		WriteBufferPool: &writeBuffers,
+		CheckOrigin:     func(r *http.Request) bool { return s.originAllowed(r.Header.Get("Origin"), r) },
+	}
+}
+
+// wsConn is one WebSocket client: the handler goroutine is its only writer,
+// readLoop its only reader.
+type wsConn struct {
+	conn    *websocket.Conn
+	sub     *events.Subscription
+	id      *auth.Identity
+	cfg     *Config
+	replies chan []byte   // answers from the reader, written by the writer
+	quit    chan struct{} // closed when the writer is done
+}
+
+// serveWebSocket upgrades first, so that refusals reach the browser as close
+// codes with a reason (an HTTP 401 on the handshake reaches JavaScript only
+// as 1006).
+func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
+	conn, err := s.upgrader().Upgrade(c.Response(), c.Request(), nil)
+	if err != nil {
+		return nil // the upgrader has answered with an HTTP error
+	}
+	if !s.track() { // shutting down: tell the client to go elsewhere
+		closeWith(conn, CloseGoingAway, "relay is restarting; reconnect with last_event_id")
+		conn.Close()
+		return nil
+	}
+	defer s.streams.Done()
+	defer conn.Close()
+
+	req, err := s.prepare(c, channels)
+	if err != nil {
+		closeWith(conn, classify(err).close, message(err, classify(err)))
+		return nil
+	}
+	sub, err := s.hub.Subscribe(req.channels, req.cursor)
+	if err != nil {
+		closeWith(conn, classify(err).close, message(err, classify(err)))
+		return nil
+	}
+	defer sub.Close()
+
+	ws := &wsConn{conn: conn, sub: sub, id: req.id, cfg: &s.cfg,
+		replies: make(chan []byte, 8), quit: make(chan struct{})}
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		ws.readLoop()
+	}()
+	code, reason := ws.writeLoop(s.shutdown, readDone)
+	close(ws.quit)
+	if code != 0 {
+		closeWith(conn, code, reason)
+	}
+	conn.Close() // ends readLoop
+	<-readDone
+	if code == CloseInternal {
+		s.logger.Warn("websocket stream failed", "user", req.id.UserID, "reason", reason)
+	}
+	return nil
+}
+
+// closeWith sends a close frame; reason is cut to the 123 bytes a close
+// frame can carry.
+func closeWith(conn *websocket.Conn, code int, reason string) {
+	if len(reason) > 123 {
+		reason = reason[:120] + "..."
+	}
+	msg := websocket.FormatCloseMessage(code, reason)
+	_ = conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+}
+
+// writeLoop is the connection's only writer. It returns the close code and
+// reason to end with (0: the client is gone already).
+func (ws *wsConn) writeLoop(shutdown <-chan struct{}, readDone <-chan struct{}) (int, string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // a client that goes away ends any log read in progress
+		select {
+		case <-readDone:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	ws.deadline()
+	if err := ws.sub.Replay(ctx, ws); err != nil {
+		return ws.failed(err)
+	}
+	if err := ws.welcome(); err != nil {
+		return 0, ""
+	}
+	ping := time.NewTicker(ws.cfg.Heartbeat)
+	defer ping.Stop()
+	expiry := time.NewTimer(time.Until(ws.id.Expires))
+	defer expiry.Stop()
+	for {
+		var err error
+		select {
+		case <-readDone:
+			return 0, ""
+		case <-shutdown:
+			return CloseGoingAway, "relay is restarting; reconnect with last_event_id"
+		case <-expiry.C:
+			return CloseTokenExpired, "token expired: fetch a fresh token and reconnect with last_event_id"
+		case <-ws.sub.Done():
+			if errors.Is(ws.sub.Err(), events.ErrSlowConsumer) {
+				return CloseSlowConsumer, "you fell behind the event rate; reconnect with last_event_id"
+			}
+			return CloseGoingAway, "relay is restarting; reconnect with last_event_id"
+		case <-ping.C:
+			err = ws.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(ws.cfg.WriteTimeout))
+		case reply := <-ws.replies:
+			ws.deadline()
+			err = ws.conn.WriteMessage(websocket.TextMessage, reply)
+		case ev := <-ws.sub.Live():
+			err = ws.deliver(ctx, ev)
+		}
+		if err != nil {
+			return ws.failed(err)
+		}
+	}
+}
+
+// failed turns a write or log error into the close to send.
+func (ws *wsConn) failed(err error) (int, string) {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) || errors.Is(err, context.Canceled) || errors.Is(err, websocket.ErrCloseSent) {
+		return 0, ""
+	}
+	f := classify(err)
+	if f == internal {
+		return CloseInternal, "relay could not read the event log; reconnect with last_event_id"
+	}
+	return f.close, message(err, f)
+}
+
+func (ws *wsConn) deadline() { _ = ws.conn.SetWriteDeadline(time.Now().Add(ws.cfg.WriteTimeout)) }
+
+// deliver writes ev and whatever else is ready.
+func (ws *wsConn) deliver(ctx context.Context, ev *events.Event) error {
+	ws.deadline()
+	if err := ws.sub.Deliver(ctx, ev, ws); err != nil {
+		return err
+	}
+	for range drainMax {
+		select {
+		case ev := <-ws.sub.Live():
+			if err := ws.sub.Deliver(ctx, ev, ws); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// prepared builds an event's WebSocket message once for all connections.
+func prepared(ev *events.Event) any {
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, ev.JSON())
+	if err != nil { // only fails on a bad message type
+		panic(err)
+	}
+	return pm
+}
+
+// Event writes the event's shared prepared message.
+func (ws *wsConn) Event(ev *events.Event) error {
+	return ws.conn.WritePreparedMessage(ev.Ext(prepared).(*websocket.PreparedMessage))
+}
+
+// Reset tells the client channel's history is gone, with its new position.
+func (ws *wsConn) Reset(channel string) error {
+	return ws.conn.WriteMessage(websocket.TextMessage, events.Control("reset", "channel", channel,
+		"id", ws.sub.Position(channel).String(),
+		"message", "history after your cursor is no longer available; refetch this channel's state"))
+}
+
+// welcome tells the client it is live, with its whole cursor, so a client
+// that has not received an event on some channel can still resume it.
+func (ws *wsConn) welcome() error {
+	msg, _ := json.Marshal(struct {
+		Type     string   `json:"type"`
+		Channels []string `json:"channels"`
+		Cursor   string   `json:"cursor"`
+	}{"connection_established", ws.sub.Channels(), string(ws.sub.AppendCursor(nil))})
+	ws.deadline()
+	return ws.conn.WriteMessage(websocket.TextMessage, msg)
+}
+
+// readLoop reads client messages until the connection ends; pongs extend
+// the read deadline, so a dead peer is noticed after two missed pings.
+func (ws *wsConn) readLoop() {
+	wait := 2*ws.cfg.Heartbeat + ws.cfg.WriteTimeout
+	ws.conn.SetReadLimit(MaxClientMessage)
+	_ = ws.conn.SetReadDeadline(time.Now().Add(wait))
+	ws.conn.SetPongHandler(func(string) error { return ws.conn.SetReadDeadline(time.Now().Add(wait)) })
+	for {
+		_, msg, err := ws.conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		_ = ws.conn.SetReadDeadline(time.Now().Add(wait))
+		if reply := ws.handle(msg); reply != nil {
+			select {
+			case ws.replies <- reply:
+			case <-ws.quit:
+				return
+			}
+		}
+	}
+}
+
+// clientMessage is what WebSocket clients send: {"type": …, …}.
+type clientMessage struct {
+	Type      string          `json:"type"`
+	Timestamp json.RawMessage `json:"timestamp,omitempty"`
+}
+
+// handle answers one client message.
+func (ws *wsConn) handle(raw []byte) []byte {
+	var m clientMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m.Type == "" {
+		return events.Control("error", "error", "bad_request",
+			"message", `send a JSON object with a "type", e.g. {"type":"ping","timestamp":123}`)
+	}
+	switch m.Type {
+	case "ping":
+		out, _ := json.Marshal(struct {
+			Type      string          `json:"type"`
+			Timestamp json.RawMessage `json:"timestamp,omitempty"`
+		}{"pong", m.Timestamp})
+		return out
+	}
+	return events.Control("error", "error", "unknown_type", "message", "relay does not know message type "+m.Type)
+}
