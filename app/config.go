@@ -1,0 +1,128 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is every setting of `relay serve`. Each comes from an environment
+// variable, and a flag of the same meaning overrides it. README.md lists them
+// all; keep the two in step.
+type config struct {
+	Addr            string
+	JWTSecret       string
+	RedisURL        string
+	RedisPrefix     string
+	HistoryEvents   int
+	HistoryAge      time.Duration
+	MaxPayload      int
+	Heartbeat       time.Duration
+	AllowedOrigins  []string
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+}
+
+// setting is one row of the configuration table.
+type setting struct {
+	env, flag, def, usage string
+	set                   func(c *config, v string) error
+}
+
+var settings = []setting{
+	{"RELAY_ADDR", "addr", ":8080", "listen address (PORT, when set and RELAY_ADDR is not, gives :$PORT)",
+		func(c *config, v string) error { c.Addr = v; return nil }},
+	{"RELAY_JWT_SECRET", "jwt-secret", "", "HS256 key that verifies tokens (unset: a random one per run, dev only)",
+		func(c *config, v string) error { c.JWTSecret = v; return nil }},
+	{"REDIS_URL", "redis-url", "", "redis:// or rediss:// URL of the shared event log (unset: in-memory log)",
+		func(c *config, v string) error { c.RedisURL = v; return nil }},
+	{"RELAY_REDIS_PREFIX", "redis-prefix", "relay:", "prefix of every Redis key and Pub/Sub channel relay uses",
+		func(c *config, v string) error { c.RedisPrefix = v; return nil }},
+	{"RELAY_HISTORY_MAX_EVENTS", "history-max-events", "10000", "events kept per channel for replay",
+		intSetter(func(c *config) *int { return &c.HistoryEvents })},
+	{"RELAY_HISTORY_MAX_AGE", "history-max-age", "24h", "how long events are kept for replay",
+		durationSetter(func(c *config) *time.Duration { return &c.HistoryAge })},
+	{"RELAY_MAX_PAYLOAD", "max-payload", "65536", "largest published event, in bytes",
+		intSetter(func(c *config) *int { return &c.MaxPayload })},
+	{"RELAY_HEARTBEAT", "heartbeat", "15s", "SSE heartbeat and WebSocket ping interval",
+		durationSetter(func(c *config) *time.Duration { return &c.Heartbeat })},
+	{"RELAY_ALLOWED_ORIGINS", "allowed-origins", "", "comma-separated origins of other sites allowed to connect (empty: same origin only)",
+		func(c *config, v string) error { c.AllowedOrigins = splitList(v); return nil }},
+	{"RELAY_SHUTDOWN_TIMEOUT", "shutdown-timeout", "4s", "how long a shutdown waits for streams to end (keep under Fly's kill_timeout)",
+		durationSetter(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
+	{"RELAY_LOG_LEVEL", "log-level", "info", "debug, info, warn or error",
+		func(c *config, v string) error { c.LogLevel = v; return nil }},
+	{"RELAY_LOG_FORMAT", "log-format", "text", "text or json",
+		func(c *config, v string) error { c.LogFormat = v; return nil }},
+}
+
+// loadConfig reads the environment, then the flags in args.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("relay serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	flagged := make(map[string]string)
+	for _, s := range settings {
+		fs.Func(s.flag, s.usage+" (env "+s.env+", default "+strconv.Quote(s.def)+")", func(v string) error {
+			flagged[s.flag] = v
+			return nil
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q: relay takes flags only (relay -h lists them)", fs.Arg(0))
+	}
+	for _, s := range settings {
+		v, src := s.def, "default"
+		if e := getenv(s.env); e != "" {
+			v, src = e, s.env
+		} else if s.env == "RELAY_ADDR" && getenv("PORT") != "" {
+			v, src = ":"+getenv("PORT"), "PORT"
+		}
+		if f, ok := flagged[s.flag]; ok {
+			v, src = f, "-"+s.flag
+		}
+		if err := s.set(&c, v); err != nil {
+			return c, fmt.Errorf("%s=%q: %v", src, v, err)
+		}
+	}
+	return c, nil
+}
+
+func intSetter(field func(*config) *int) func(*config, string) error {
+	return func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("want a positive whole number")
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+func durationSetter(field func(*config) *time.Duration) func(*config, string) error {
+	return func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("want a positive duration such as 15s, 5m or 24h")
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+func splitList(v string) []string {
+	var out []string
+	for part := range strings.SplitSeq(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}

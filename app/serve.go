@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/relaydev/relay/auth"
+	"github.com/relaydev/relay/events"
+	"github.com/relaydev/relay/store"
+	"github.com/relaydev/relay/transport"
+)
+
+// serve wires the store, hub, verifier and transports, listens, and serves
+// until ctx ends; then it drains streams and tears down in reverse order.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	devSecret := cfg.JWTSecret == ""
+	if devSecret {
+		cfg.JWTSecret = randomSecret()
+	}
+	verifier, err := auth.NewVerifier([]byte(cfg.JWTSecret))
+	if err != nil {
+		return err
+	}
+
+	log, closeLog, err := openLog(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	hub := events.NewHub(log, logger)
+	if err := hub.Start(ctx); err != nil {
+		return err
+	}
+	defer hub.Close()
+
+	srv := transport.NewServer(hub, verifier, transport.Config{
+		Heartbeat:      cfg.Heartbeat,
+		MaxPayload:     cfg.MaxPayload,
+		AllowedOrigins: cfg.AllowedOrigins,
+	}, logger)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (set RELAY_ADDR or PORT to a free address)", cfg.Addr, err)
+	}
+	httpSrv := &http.Server{
+		Handler: srv,
+		// Streams live for hours: no ReadTimeout or WriteTimeout (see
+		// PITFALLS); the transports set per-write deadlines instead.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- httpSrv.Serve(ln) }()
+
+	url := "http://" + displayAddr(ln.Addr())
+	if devSecret {
+		printDevHint(stdout, url, cfg.JWTSecret)
+	}
+	fmt.Fprintf(stdout, "relay listening on %s (store: %s)\n", url, storeName(cfg))
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: telling clients to reconnect", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	errs := []error{srv.Shutdown(sctx), httpSrv.Shutdown(sctx)}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// openLog returns the Redis log when REDIS_URL is set, else the memory log.
+func openLog(ctx context.Context, cfg config, logger *slog.Logger) (events.Log, func(), error) {
+	ret := events.Retention{MaxEvents: cfg.HistoryEvents, MaxAge: cfg.HistoryAge}
+	if cfg.RedisURL == "" {
+		m := store.NewMemory(ret)
+		return m, func() { m.Close() }, nil
+	}
+	r, err := store.OpenRedis(ctx, cfg.RedisURL, store.RedisOptions{Prefix: cfg.RedisPrefix, Retention: ret, Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, func() { r.Close() }, nil
+}
+
+func storeName(cfg config) string {
+	if cfg.RedisURL == "" {
+		return "memory"
+	}
+	return "redis"
+}
+
+func newLogger(cfg config, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return nil, fmt.Errorf("RELAY_LOG_LEVEL=%q: use debug, info, warn or error", cfg.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(cfg.LogFormat) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("RELAY_LOG_FORMAT=%q: use text or json", cfg.LogFormat)
+}
+
+func randomSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// displayAddr turns a wildcard listen address into one a browser can open.
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func printDevHint(w io.Writer, url, secret string) {
+	tok, err := auth.Mint([]byte(secret), auth.Identity{UserID: "1", Name: "alice", Projects: []string{"1", "2"}, Publish: []string{"*"}}, 24*time.Hour)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(w, `RELAY_JWT_SECRET is not set: this run verifies tokens with a random secret (dev only).
+A dev token for user 1 (alice, projects 1 and 2, may publish anywhere), valid 24h:
+  %s
+Try:
+  curl -N -H 'Accept: text/event-stream' '%s/events/notifications?token=%s'
+  curl -H 'Authorization: Bearer %s' -d '{"channel":"user_1_notifications","type":"notification","data":{"title":"hi"}}' %s/api/publish
+More tokens: RELAY_JWT_SECRET=%s go run ./app token --sub 2 --name bob --projects 1
+`, tok, url, tok, tok, url, secret)
+}
