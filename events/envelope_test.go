@@ -23,6 +23,8 @@ func TestParseDraft(t *testing.T) {
 			`"data":{"b":2,"a":[1]},"type":"t","zeta":1`},
 		{"reserved members dropped", `{"channel":"c","type":"t","id":"x","ts":"y"}`, 0, nil, `"type":"t"`},
 		{"whitespace", " \n{ \"channel\" : \"c\" , \"type\" : \"t\" }\n", 0, nil, `"type":"t"`},
+		{"inner whitespace compacted: SSE data stays one line", "{\"channel\":\"c\",\"type\":\"t\",\"data\":{\"a\" :\r\n 1,\n\"b\":\"x\\ny\"}}", 0, nil,
+			`"data":{"a":1,"b":"x\ny"},"type":"t"`},
 		{"exactly at the limit", `{"channel":"c","type":"t"}`, 26, nil, `"type":"t"`},
 		{"over the limit", `{"channel":"c","type":"t"}`, 25, events.ErrTooLarge, ""},
 		{"over the default limit", `{"channel":"c","type":"t","d":"` + strings.Repeat("x", events.DefaultMaxPayload) + `"}`, 0, events.ErrTooLarge, ""},

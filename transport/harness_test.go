@@ -37,27 +37,42 @@ type relay struct {
 	ts  *httptest.Server
 }
 
-type option func(*transport.Config, *events.Retention)
+type option func(*settings)
+
+// settings are what options change before a relay starts.
+type settings struct {
+	cfg  transport.Config
+	ret  events.Retention
+	wrap func(events.Log) events.Log // wraps the memory log, if set
+}
 
 // withConfig adjusts the transport configuration.
 func withConfig(f func(*transport.Config)) option {
-	return func(c *transport.Config, _ *events.Retention) { f(c) }
+	return func(s *settings) { f(&s.cfg) }
 }
 
 // withMaxEvents bounds each channel's history to n events.
 func withMaxEvents(n int) option {
-	return func(_ *transport.Config, r *events.Retention) { r.MaxEvents = n }
+	return func(s *settings) { s.ret.MaxEvents = n }
+}
+
+// withLog wraps the relay's memory log, to slow it down or make it fail.
+func withLog(wrap func(events.Log) events.Log) option {
+	return func(s *settings) { s.wrap = wrap }
 }
 
 func startRelay(t *testing.T, opts ...option) *relay {
 	t.Helper()
-	var cfg transport.Config
-	var ret events.Retention
+	var set settings
 	for _, o := range opts {
-		o(&cfg, &ret)
+		o(&set)
 	}
-	mem := store.NewMemory(ret)
-	hub := events.NewHub(mem, nil)
+	mem := store.NewMemory(set.ret)
+	var log events.Log = mem
+	if set.wrap != nil {
+		log = set.wrap(mem)
+	}
+	hub := events.NewHub(log, nil)
 	if err := hub.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +80,7 @@ func startRelay(t *testing.T, opts ...option) *relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := transport.NewServer(hub, v, cfg, nil)
+	srv := transport.NewServer(hub, v, set.cfg, nil)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -665,14 +680,6 @@ func (c *client) ended(t *testing.T) []msg {
 		case <-deadline:
 			t.Fatalf("%s stream still open after %v, want it ended", c.kind, wait)
 		}
-	}
-}
-
-// quiet checks that nothing but heartbeats arrives for d.
-func (c *client) quiet(t *testing.T, d time.Duration) {
-	t.Helper()
-	if m, err := c.recv(d); err == nil {
-		t.Errorf("%s: got %q %v, want nothing more", c.kind, m.Kind, m.Env)
 	}
 }
 

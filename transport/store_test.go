@@ -1,0 +1,148 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"testing"
+
+	"github.com/relaydev/relay/events"
+	"github.com/relaydev/relay/transport"
+)
+
+// gatedLog is a log whose reads wait at a gate, and may fail: it holds a
+// stream in its catch-up while the test publishes, or breaks the store.
+type gatedLog struct {
+	events.Log
+	entered chan struct{} // receives once per Read that reaches the gate
+	gate    chan struct{} // closed to let reads through
+	readErr error         // returned by every Read when set
+	pingErr error         // returned by Ping
+}
+
+func newGatedLog(readErr error) *gatedLog {
+	return &gatedLog{entered: make(chan struct{}, 64), gate: make(chan struct{}), readErr: readErr}
+}
+
+func (g *gatedLog) wrap(l events.Log) events.Log { g.Log = l; return g }
+
+func (g *gatedLog) Read(ctx context.Context, ch string, after events.Position, limit int) ([]*events.Event, error) {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if g.readErr != nil {
+		return nil, g.readErr
+	}
+	return g.Log.Read(ctx, ch, after, limit)
+}
+
+func (g *gatedLog) Ping(context.Context) error { return g.pingErr }
+
+// TestSlowConsumerStream overflows a stream's live buffer while it is held
+// in its catch-up: the stream ends with a reason (SSE slow_consumer event,
+// WebSocket close 4008) and the client resumes from its cursor exactly.
+func TestSlowConsumerStream(t *testing.T) {
+	const ch = "project_1_tickets"
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			g := newGatedLog(nil)
+			r := startRelay(t, withLog(g.wrap))
+			url := q(r.url+"/events/projects/1/tickets", "token", alice(t))
+			c := mustConnect(t, kind, q(url, "last_event_id", "0"), nil)
+			<-g.entered // the catch-up is reading: nothing drains the buffer
+			drafts := make([]events.Draft, events.LiveBuffer+10)
+			for i := range drafts {
+				drafts[i], _ = events.NewDraft(ch, "flood", i)
+			}
+			if _, err := r.hub.Publish(context.Background(), drafts...); err != nil {
+				t.Fatal(err)
+			}
+			close(g.gate)
+
+			var got []uint64
+			rest := c.ended(t)
+			for _, m := range rest {
+				if m.Kind == "message" {
+					got = append(got, seqOf(t, m.envID()))
+				}
+			}
+			if !slices.Equal(got, seqRange(1, uint64(len(got)))) {
+				t.Errorf("before the end: got seqs %v, want a run from 1", got)
+			}
+			switch kind {
+			case sseKind:
+				if last := rest[len(rest)-1]; last.Kind != "slow_consumer" || last.Env["message"] == "" {
+					t.Errorf("last message: got %q %v, want a slow_consumer event", last.Kind, last.Env)
+				}
+			case wsKind:
+				if c.code != transport.CloseSlowConsumer || c.reason == "" {
+					t.Errorf("close: got %d %q, want %d with a reason", c.code, c.reason, transport.CloseSlowConsumer)
+				}
+			}
+
+			cursor := c.resumeCursor()
+			if len(got) == 0 {
+				cursor = "0"
+			}
+			r.publishN(t, ch, 5) // while the client is away
+			c = mustConnect(t, kind, q(url, "last_event_id", cursor), nil)
+			resumed := seqs(t, c.live(t))
+			if want := seqRange(uint64(len(got))+1, uint64(len(drafts)+5)); !slices.Equal(resumed, want) {
+				t.Errorf("resumed: got %d seqs %v…, want %d from %d", len(resumed), head(resumed), len(want), len(got)+1)
+			}
+		})
+	}
+}
+
+// TestStoreFailure: a store that fails a read ends the stream (WebSocket
+// with 1011) instead of sending a gap.
+func TestStoreFailure(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			g := newGatedLog(errors.New("store down"))
+			close(g.gate)
+			r := startRelay(t, withLog(g.wrap))
+			r.mustPublish(t, "project_1_tickets", "x", nil)
+			c := mustConnect(t, kind, q(r.url+"/events/projects/1/tickets", "token", alice(t), "last_event_id", "0"), nil)
+			for _, m := range c.ended(t) {
+				if m.Kind == "message" || m.Kind == "cursor" || m.Kind == "connection_established" {
+					t.Errorf("got %q %v, want the stream to end without going live", m.Kind, m.Env)
+				}
+			}
+			if kind == wsKind && c.code != transport.CloseInternal {
+				t.Errorf("close: got %d %q, want 1011", c.code, c.reason)
+			}
+		})
+	}
+}
+
+// TestReadyzStoreDown answers 503 while the store does not answer.
+func TestReadyzStoreDown(t *testing.T) {
+	g := newGatedLog(nil)
+	g.pingErr = errors.New("connection refused")
+	r := startRelay(t, withLog(g.wrap))
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 503} {
+		resp, err := http.Get(r.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != want {
+			t.Errorf("%s: got %d, want %d", path, resp.StatusCode, want)
+		}
+		if want != 200 {
+			if code := errorJSON(t, resp); code != "store_unavailable" {
+				t.Errorf("%s error: got %q, want store_unavailable", path, code)
+			}
+		}
+		resp.Body.Close()
+	}
+}
+
+func head(s []uint64) []uint64 { return s[:min(len(s), 5)] }
