@@ -163,6 +163,15 @@ func (o *benchOpts) run(ctx context.Context, t *benchTarget) error {
 	defer client.CloseIdleConnections()
 	fmt.Fprintf(o.out, "\nrelay bench: %s store (%s)\n", t.name, t.url)
 
+	d, err := o.deliveries(ctx, t)
+	if err != nil {
+		return err
+	}
+	if d.perConn > 0 {
+		fmt.Fprintf(o.out, "  memory per idle SSE connection:             %.1f KiB\n", float64(d.perConn)/1024)
+	}
+	fmt.Fprintf(o.out, "  deliveries/s to %d SSE subscribers:        %.0f (offered %.0f/s; %d lost)\n", o.subscribers, d.rate, d.offered, d.lost)
+	fmt.Fprintf(o.out, "  publish-to-receive latency p50, p99:        %s, %s\n", ms(d.p50), ms(d.p99))
 	pubRate, err := o.publishRate(ctx, client, t)
 	if err != nil {
 		return err
@@ -175,15 +184,6 @@ func (o *benchOpts) run(ctx context.Context, t *benchTarget) error {
 	}
 	fmt.Fprintf(o.out, "  catch-up over %d missed events (median, max): %s, %s\n", o.catchup, ms(med), ms(worst))
 
-	d, err := o.deliveries(ctx, t)
-	if err != nil {
-		return err
-	}
-	if d.perConn > 0 {
-		fmt.Fprintf(o.out, "  memory per idle SSE connection:             %.1f KiB\n", float64(d.perConn)/1024)
-	}
-	fmt.Fprintf(o.out, "  deliveries/s to %d SSE subscribers:        %.0f (offered %d/s; %d lost)\n", o.subscribers, d.rate, o.rate*o.subscribers, d.lost)
-	fmt.Fprintf(o.out, "  publish-to-receive latency p50, p99:        %s, %s\n", ms(d.p50), ms(d.p99))
 	return nil
 }
 

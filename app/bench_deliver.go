@@ -16,6 +16,7 @@ import (
 
 type deliveryResult struct {
 	rate     float64 // deliveries per second, first publish to last receipt
+	offered  float64 // events published per second times subscribers
 	p50, p99 time.Duration
 	lost     int
 	perConn  int64 // server memory per idle SSE connection, bytes (0: unknown)
@@ -68,6 +69,7 @@ func (o *benchOpts) deliveries(ctx context.Context, t *benchTarget) (deliveryRes
 			return res, err
 		}
 	}
+	res.offered = float64(expected*o.subscribers) / time.Since(start).Seconds()
 	waitOrCancel(&wg, cancel, 15*time.Second)
 
 	var all []time.Duration
