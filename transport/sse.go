@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -34,10 +35,9 @@ func acceptsEventStream(r *http.Request) bool {
 }
 
 // sseStream writes one client's Server-Sent Events. It is the events.Sink of
-// its subscription; only the handler goroutine uses it.
+// its subscription; only its goroutine uses it.
 type sseStream struct {
-	w     http.ResponseWriter
-	rc    *http.ResponseController
+	out   frameWriter
 	sub   *events.Subscription
 	multi bool   // several channels: the id line is the whole cursor
 	buf   []byte // reused for id lines and control frames
@@ -47,6 +47,13 @@ type sseStream struct {
 // serveSSE refuses with a JSON status before the stream starts (EventSource
 // treats any non-200 as final), then streams: retry hint, history after the
 // cursor, the cursor itself, live events, heartbeats.
+//
+// On HTTP/1.1 it takes the connection over (Hijack) and hands it to a stream
+// goroutine of its own, so that net/http's per-request buffers and its
+// background reader are freed: an idle stream then costs two goroutines
+// (writer, and a reader that notices a client going away), its subscription
+// and little else. Where hijacking is not possible (HTTP/2)
+// the stream runs in the handler through the ResponseWriter.
 func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 	req, err := s.prepare(c, channels)
 	if err != nil {
@@ -56,22 +63,58 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 	if err != nil {
 		return err
 	}
-	defer sub.Close()
-
 	h := c.Response().Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache, no-transform")
 	h.Set("X-Accel-Buffering", "no")
-	c.Response().WriteHeader(http.StatusOK)
-
-	st := &sseStream{w: c.Response(), rc: http.NewResponseController(c.Response()), sub: sub,
-		multi: len(req.channels) > 1, buf: make([]byte, 0, 256), cfg: &s.cfg}
-	ctx := c.Request().Context()
+	st := &sseStream{sub: sub, multi: len(req.channels) > 1, buf: make([]byte, 0, 128), cfg: &s.cfg}
 	log := s.logger.With("transport", "sse", "user", req.id.UserID)
-	if err := st.run(ctx, s.shutdown, req.id.Expires); err != nil && ctx.Err() == nil {
-		log.Info("stream ended", "err", err)
+
+	conn, err := hijack(c.Response())
+	if err != nil { // HTTP/2: stream from the handler
+		defer sub.Close()
+		c.Response().WriteHeader(http.StatusOK)
+		st.out = &responseWriter{w: c.Response(), rc: http.NewResponseController(c.Response()), timeout: s.cfg.WriteTimeout}
+		ctx := c.Request().Context()
+		if err := st.run(ctx, s.shutdown, req.id.Expires); err != nil && ctx.Err() == nil {
+			log.Debug("stream ended", "err", err)
+		}
+		return nil
 	}
+	if !s.track() { // shutting down
+		sub.Close()
+		conn.Close()
+		return nil
+	}
+	st.out = &connWriter{conn: conn, timeout: s.cfg.WriteTimeout}
+	go func() {
+		defer s.streams.Done()
+		defer sub.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		gone := make(chan struct{})
+		go watchClose(conn, cancel, gone)
+		if err := st.run(ctx, s.shutdown, req.id.Expires); err != nil && ctx.Err() == nil {
+			log.Debug("stream ended", "err", err)
+		}
+		conn.Close()
+		<-gone
+	}()
 	return nil
+}
+
+// watchClose reads a hijacked stream's connection, where a client sends
+// nothing more, until it fails: then the client is gone (or the stream closed
+// it) and cancel ends the stream at once rather than at its next write.
+func watchClose(conn net.Conn, cancel context.CancelFunc, gone chan<- struct{}) {
+	defer close(gone)
+	defer cancel()
+	var b [64]byte
+	for {
+		if _, err := conn.Read(b[:]); err != nil {
+			return
+		}
+	}
 }
 
 func (st *sseStream) run(ctx context.Context, shutdown <-chan struct{}, expires time.Time) error {
@@ -80,9 +123,6 @@ func (st *sseStream) run(ctx context.Context, shutdown <-chan struct{}, expires 
 		return err
 	}
 	if err := st.flush(); err != nil {
-		return err
-	}
-	if err := st.deadline(); err != nil {
 		return err
 	}
 	if err := st.sub.Replay(ctx, st); err != nil {
@@ -135,9 +175,6 @@ func (st *sseStream) run(ctx context.Context, shutdown <-chan struct{}, expires 
 
 // deliver writes ev and whatever else is ready, then flushes once.
 func (st *sseStream) deliver(ctx context.Context, ev *events.Event) error {
-	if err := st.deadline(); err != nil {
-		return err
-	}
 	if err := st.sub.Deliver(ctx, ev, st); err != nil {
 		return err
 	}
@@ -148,10 +185,10 @@ func (st *sseStream) deliver(ctx context.Context, ev *events.Event) error {
 				return err
 			}
 		default:
-			return st.rc.Flush()
+			return st.out.Flush()
 		}
 	}
-	return st.rc.Flush()
+	return st.out.Flush()
 }
 
 // Event writes one event frame: the shared frame on single-channel streams;
@@ -194,24 +231,8 @@ func (st *sseStream) control(name string, retry time.Duration, msg string) error
 }
 
 func (st *sseStream) write(b []byte) error {
-	_, err := st.w.Write(b)
+	_, err := st.out.Write(b)
 	return err
 }
 
-// deadline bounds the writes that follow: a client that stops reading is
-// dropped after WriteTimeout instead of pinning a goroutine and its buffers.
-func (st *sseStream) deadline() error {
-	err := st.rc.SetWriteDeadline(time.Now().Add(st.cfg.WriteTimeout))
-	if errors.Is(err, http.ErrNotSupported) {
-		return nil
-	}
-	return err
-}
-
-// flush sends what is buffered, under a fresh write deadline.
-func (st *sseStream) flush() error {
-	if err := st.deadline(); err != nil {
-		return err
-	}
-	return st.rc.Flush()
-}
+func (st *sseStream) flush() error { return st.out.Flush() }

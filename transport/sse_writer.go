@@ -1,0 +1,122 @@
+package transport
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// frameWriter is where a stream's bytes go: Write buffers, Flush sends what
+// is buffered under a fresh write deadline, so a client that stops reading is
+// dropped after WriteTimeout instead of pinning a goroutine and its buffers.
+type frameWriter interface {
+	Write(p []byte) (int, error)
+	Flush() error
+}
+
+// hijack takes over an HTTP/1.1 connection and writes the stream's status
+// line and headers. The response has no length: it ends when the connection
+// closes, as HTTP/1.1 allows.
+func hijack(w http.ResponseWriter) (net.Conn, error) {
+	header := w.Header().Clone()
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	b.WriteString("HTTP/1.1 200 OK\r\n")
+	header.Set("Connection", "close")
+	header.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	if err := header.Write(&b); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	b.WriteString("\r\n")
+	if _, err := conn.Write(b.Bytes()); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("sse: write headers: %w", err)
+	}
+	return conn, nil
+}
+
+// streamBuffers lend write buffers to streams for one burst at a time: an
+// idle stream holds none.
+var streamBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+// maxBurst is the most a stream buffers before it writes; maxPooled the
+// largest buffer returned to the pool.
+const (
+	maxBurst  = 64 << 10
+	maxPooled = 256 << 10
+)
+
+// connWriter writes to a hijacked connection.
+type connWriter struct {
+	conn    net.Conn
+	buf     *[]byte // nil between bursts
+	timeout time.Duration
+}
+
+func (w *connWriter) Write(p []byte) (int, error) {
+	if w.buf == nil {
+		w.buf = streamBuffers.Get().(*[]byte)
+	}
+	*w.buf = append(*w.buf, p...)
+	if len(*w.buf) >= maxBurst {
+		return len(p), w.Flush()
+	}
+	return len(p), nil
+}
+
+func (w *connWriter) Flush() error {
+	if w.buf == nil {
+		return nil
+	}
+	buf := w.buf
+	w.buf = nil
+	defer func() {
+		if cap(*buf) <= maxPooled {
+			*buf = (*buf)[:0]
+			streamBuffers.Put(buf)
+		}
+	}()
+	if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
+		return err
+	}
+	_, err := w.conn.Write(*buf)
+	return err
+}
+
+// responseWriter writes through net/http, where the connection cannot be
+// taken over (HTTP/2).
+type responseWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if err := w.deadline(); err != nil {
+		return 0, err
+	}
+	return w.w.Write(p)
+}
+
+func (w *responseWriter) Flush() error {
+	if err := w.deadline(); err != nil {
+		return err
+	}
+	return w.rc.Flush()
+}
+
+func (w *responseWriter) deadline() error {
+	err := w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	if errors.Is(err, http.ErrNotSupported) {
+		return nil
+	}
+	return err
+}
