@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -30,6 +31,7 @@ type failure struct {
 	status int
 	code   string
 	close  int
+	hint   string // a close reason short enough for a close frame
 }
 
 // failures maps relay's sentinel errors to HTTP statuses, JSON error codes
@@ -38,17 +40,23 @@ var failures = []struct {
 	err error
 	failure
 }{
-	{auth.ErrTokenExpired, failure{http.StatusUnauthorized, "token_expired", CloseUnauthorized}},
-	{auth.ErrUnauthenticated, failure{http.StatusUnauthorized, "unauthorized", CloseUnauthorized}},
-	{auth.ErrForbidden, failure{http.StatusForbidden, "forbidden", CloseForbidden}},
-	{events.ErrInvalid, failure{http.StatusBadRequest, "bad_request", CloseBadRequest}},
-	{events.ErrTooLarge, failure{http.StatusRequestEntityTooLarge, "payload_too_large", CloseTooBig}},
-	{events.ErrNotFound, failure{http.StatusNotFound, "not_found", CloseNotFound}},
-	{events.ErrSlowConsumer, failure{http.StatusServiceUnavailable, "slow_consumer", CloseSlowConsumer}},
-	{events.ErrClosed, failure{http.StatusServiceUnavailable, "shutting_down", CloseGoingAway}},
+	{auth.ErrTokenExpired, failure{http.StatusUnauthorized, "token_expired", CloseUnauthorized,
+		"token expired: fetch a fresh token and reconnect"}},
+	{auth.ErrUnauthenticated, failure{http.StatusUnauthorized, "unauthorized", CloseUnauthorized,
+		"unauthorized: send a valid token as ?token="}},
+	{auth.ErrForbidden, failure{http.StatusForbidden, "forbidden", CloseForbidden,
+		"forbidden: this token may not read this channel"}},
+	{events.ErrInvalid, failure{http.StatusBadRequest, "bad_request", CloseBadRequest, ""}},
+	{events.ErrTooLarge, failure{http.StatusRequestEntityTooLarge, "payload_too_large", CloseTooBig, ""}},
+	{events.ErrNotFound, failure{http.StatusNotFound, "not_found", CloseNotFound, ""}},
+	{events.ErrSlowConsumer, failure{http.StatusServiceUnavailable, "slow_consumer", CloseSlowConsumer,
+		"you fell behind the event rate; reconnect with last_event_id"}},
+	{events.ErrClosed, failure{http.StatusServiceUnavailable, "shutting_down", CloseGoingAway,
+		"relay is restarting; reconnect with last_event_id"}},
 }
 
-var internal = failure{http.StatusInternalServerError, "internal", CloseInternal}
+var internal = failure{http.StatusInternalServerError, "internal", CloseInternal,
+	"relay failed; reconnect with last_event_id"}
 
 func classify(err error) failure {
 	for _, f := range failures {
@@ -58,7 +66,7 @@ func classify(err error) failure {
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
-		return failure{he.Code, httpCode(he.Code), CloseBadRequest}
+		return failure{status: he.Code, code: httpCode(he.Code), close: CloseBadRequest}
 	}
 	return internal
 }
@@ -101,7 +109,28 @@ func message(err error, f failure) string {
 		}
 		return http.StatusText(he.Code)
 	}
-	return err.Error()
+	// The sentinel at the end of the chain is for code, not for people.
+	msg := err.Error()
+	for _, f := range failures {
+		if errors.Is(err, f.err) {
+			return strings.TrimSuffix(msg, ": "+f.err.Error())
+		}
+	}
+	return msg
+}
+
+// closeReason is the message, or the failure's hint when the message is over
+// the 123 bytes a close frame can carry.
+func closeReason(err error) string {
+	f := classify(err)
+	msg := message(err, f)
+	if len(msg) <= 123 {
+		return msg
+	}
+	if f.hint != "" {
+		return f.hint
+	}
+	return msg[:120] + "..."
 }
 
 // handleError is Echo's one error handler: it maps err once and logs faults.

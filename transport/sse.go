@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"mime"
 	"net"
@@ -42,6 +43,7 @@ type sseStream struct {
 	multi bool   // several channels: the id line is the whole cursor
 	buf   []byte // reused for id lines and control frames
 	cfg   *Config
+	log   *slog.Logger
 }
 
 // serveSSE refuses with a JSON status before the stream starts (EventSource
@@ -67,8 +69,8 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache, no-transform")
 	h.Set("X-Accel-Buffering", "no")
-	st := &sseStream{sub: sub, multi: len(req.channels) > 1, buf: make([]byte, 0, 128), cfg: &s.cfg}
 	log := s.logger.With("transport", "sse", "user", req.id.UserID)
+	st := &sseStream{sub: sub, multi: len(req.channels) > 1, buf: make([]byte, 0, 128), cfg: &s.cfg, log: log}
 
 	conn, err := hijack(c.Response())
 	if err != nil { // HTTP/2: stream from the handler
@@ -117,7 +119,25 @@ func watchClose(conn net.Conn, cancel context.CancelFunc, gone chan<- struct{}) 
 	}
 }
 
+// run streams until the client goes, the server shuts down, the token
+// expires or the subscription ends. A failure of the log (not of a write) is
+// told to the client as an "error" event before the stream ends, and logged.
 func (st *sseStream) run(ctx context.Context, shutdown <-chan struct{}, expires time.Time) error {
+	err := st.stream(ctx, shutdown, expires)
+	var we writeError
+	if err == nil || errors.As(err, &we) || ctx.Err() != nil {
+		return err
+	}
+	st.log.Warn("sse stream failed; the client will resume from its cursor", "err", err)
+	return st.control("error", st.cfg.Retry, "relay could not read the event log; reconnect with your last event id")
+}
+
+// writeError is a failed write to the client: the client is gone or stuck.
+type writeError struct{ error }
+
+func (e writeError) Unwrap() error { return e.error }
+
+func (st *sseStream) stream(ctx context.Context, shutdown <-chan struct{}, expires time.Time) error {
 	st.buf = strconv.AppendInt(append(st.buf[:0], "retry: "...), st.cfg.Retry.Milliseconds(), 10)
 	if err := st.write(append(st.buf, "\n\n"...)); err != nil {
 		return err
@@ -185,10 +205,10 @@ func (st *sseStream) deliver(ctx context.Context, ev *events.Event) error {
 				return err
 			}
 		default:
-			return st.out.Flush()
+			return st.flush()
 		}
 	}
-	return st.out.Flush()
+	return st.flush()
 }
 
 // Event writes one event frame: the shared frame on single-channel streams;
@@ -231,8 +251,15 @@ func (st *sseStream) control(name string, retry time.Duration, msg string) error
 }
 
 func (st *sseStream) write(b []byte) error {
-	_, err := st.out.Write(b)
-	return err
+	if _, err := st.out.Write(b); err != nil {
+		return writeError{err}
+	}
+	return nil
 }
 
-func (st *sseStream) flush() error { return st.out.Flush() }
+func (st *sseStream) flush() error {
+	if err := st.out.Flush(); err != nil {
+		return writeError{err}
+	}
+	return nil
+}

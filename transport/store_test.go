@@ -111,10 +111,15 @@ func TestStoreFailure(t *testing.T) {
 			r := startRelay(t, withLog(g.wrap))
 			r.mustPublish(t, "project_1_tickets", "x", nil)
 			c := mustConnect(t, kind, q(r.url+"/events/projects/1/tickets", "token", alice(t), "last_event_id", "0"), nil)
+			told := false
 			for _, m := range c.ended(t) {
 				if m.Kind == "message" || m.Kind == "cursor" || m.Kind == "connection_established" {
 					t.Errorf("got %q %v, want the stream to end without going live", m.Kind, m.Env)
 				}
+				told = told || m.Kind == "error"
+			}
+			if kind == sseKind && !told {
+				t.Error("SSE stream ended without an error event")
 			}
 			if kind == wsKind && c.code != transport.CloseInternal {
 				t.Errorf("close: got %d %q, want 1011", c.code, c.reason)

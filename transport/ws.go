@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -39,6 +40,7 @@ type wsConn struct {
 	sub     *events.Subscription
 	id      *auth.Identity
 	cfg     *Config
+	log     *slog.Logger
 	replies chan []byte   // answers from the reader, written by the writer
 	quit    chan struct{} // closed when the writer is done
 }
@@ -61,18 +63,18 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 
 	req, err := s.prepare(c, channels)
 	if err != nil {
-		closeWith(conn, classify(err).close, message(err, classify(err)))
+		closeWith(conn, classify(err).close, closeReason(err))
 		return nil
 	}
 	sub, err := s.hub.Subscribe(req.channels, req.cursor)
 	if err != nil {
-		closeWith(conn, classify(err).close, message(err, classify(err)))
+		closeWith(conn, classify(err).close, closeReason(err))
 		return nil
 	}
 	defer sub.Close()
 
 	ws := &wsConn{conn: conn, sub: sub, id: req.id, cfg: &s.cfg,
-		replies: make(chan []byte, 8), quit: make(chan struct{})}
+		log: s.logger.With("transport", "websocket", "user", req.id.UserID), replies: make(chan []byte, 8), quit: make(chan struct{})}
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
@@ -85,9 +87,6 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	}
 	conn.Close() // ends readLoop
 	<-readDone
-	if code == CloseInternal {
-		s.logger.Warn("websocket stream failed", "user", req.id.UserID, "reason", reason)
-	}
 	return nil
 }
 
@@ -160,9 +159,9 @@ func (ws *wsConn) failed(err error) (int, string) {
 	}
 	f := classify(err)
 	if f == internal {
-		return CloseInternal, "relay could not read the event log; reconnect with last_event_id"
+		ws.log.Warn("websocket stream failed; the client will resume from its cursor", "err", err)
 	}
-	return f.close, message(err, f)
+	return f.close, closeReason(err)
 }
 
 func (ws *wsConn) deadline() { _ = ws.conn.SetWriteDeadline(time.Now().Add(ws.cfg.WriteTimeout)) }
