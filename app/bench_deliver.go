@@ -14,6 +14,15 @@ import (
 	"github.com/relaydev/relay/auth"
 )
 
+// settle is how long the server rests before its memory is read.
+const settle = 2 * time.Second
+
+// connectConcurrency bounds the subscribers connecting at once, as a real
+// population's reconnects are spread (relay's own shutdown jitters them over
+// 5 s); a thousand handshakes in the same instant would measure that burst's
+// transient buffers instead of what an idle connection keeps.
+const connectConcurrency = 50
+
 type deliveryResult struct {
 	rate     float64 // deliveries per second, first publish to last receipt
 	offered  float64 // events published per second times subscribers
@@ -45,13 +54,15 @@ func (o *benchOpts) deliveries(ctx context.Context, t *benchTarget) (deliveryRes
 	before := t.rss()
 	subs := make([]*benchSub, o.subscribers)
 	var ready, wg sync.WaitGroup
+	dialing := make(chan struct{}, connectConcurrency)
 	for i := range subs {
 		subs[i] = &benchSub{samples: make([]time.Duration, 0, expected)}
 		ready.Add(1)
-		wg.Go(func() { subs[i].run(ctx, client, url, expected, ready.Done) })
+		dialing <- struct{}{}
+		wg.Go(func() { subs[i].run(ctx, client, url, expected, func() { ready.Done(); <-dialing }) })
 	}
 	ready.Wait()
-	time.Sleep(time.Second) // let the server settle before reading its memory
+	time.Sleep(settle) // let the server settle before reading its memory
 	if after := t.rss(); before > 0 && after > before {
 		res.perConn = (after - before) / int64(o.subscribers)
 	}

@@ -78,9 +78,11 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 		c.Response().WriteHeader(http.StatusOK)
 		st.out = &responseWriter{w: c.Response(), rc: http.NewResponseController(c.Response()), timeout: s.cfg.WriteTimeout}
 		ctx := c.Request().Context()
-		if err := st.run(ctx, s.shutdown, req.id.Expires); err != nil && ctx.Err() == nil {
-			log.Debug("stream ended", "err", err)
+		err := st.begin(ctx)
+		if err == nil {
+			err = st.live(ctx, s.shutdown, req.id.Expires)
 		}
+		st.end(ctx, err)
 		return nil
 	}
 	if !s.track() { // shutting down
@@ -89,19 +91,24 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 		return nil
 	}
 	st.out = &connWriter{conn: conn, timeout: s.cfg.WriteTimeout}
-	go func() {
-		defer s.streams.Done()
-		defer sub.Close()
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		gone := make(chan struct{})
-		go watchClose(conn, cancel, gone)
-		if err := st.run(ctx, s.shutdown, req.id.Expires); err != nil && ctx.Err() == nil {
-			log.Debug("stream ended", "err", err)
-		}
+	ctx, cancel := context.WithCancel(context.Background())
+	gone := make(chan struct{})
+	go watchClose(conn, cancel, gone)
+	finish := func(err error) {
+		st.end(ctx, err)
+		cancel()
 		conn.Close()
 		<-gone
-	}()
+		sub.Close()
+		s.streams.Done()
+	}
+	// History is sent from the handler goroutine, whose stack the log reads
+	// grow; the live stream goroutine then starts small and stays small.
+	if err := st.begin(ctx); err != nil {
+		finish(err)
+		return nil
+	}
+	go func() { finish(st.live(ctx, s.shutdown, req.id.Expires)) }()
 	return nil
 }
 
@@ -119,25 +126,29 @@ func watchClose(conn net.Conn, cancel context.CancelFunc, gone chan<- struct{}) 
 	}
 }
 
-// run streams until the client goes, the server shuts down, the token
-// expires or the subscription ends. A failure of the log (not of a write) is
-// told to the client as an "error" event before the stream ends, and logged.
-func (st *sseStream) run(ctx context.Context, shutdown <-chan struct{}, expires time.Time) error {
-	err := st.stream(ctx, shutdown, expires)
-	var we writeError
-	if err == nil || errors.As(err, &we) || ctx.Err() != nil {
-		return err
-	}
-	st.log.Warn("sse stream failed; the client will resume from its cursor", "err", err)
-	return st.control("error", st.cfg.Retry, "relay could not read the event log; reconnect with your last event id")
-}
-
 // writeError is a failed write to the client: the client is gone or stuck.
 type writeError struct{ error }
 
 func (e writeError) Unwrap() error { return e.error }
 
-func (st *sseStream) stream(ctx context.Context, shutdown <-chan struct{}, expires time.Time) error {
+// end handles how a stream ended. A failure of the log (not of a write) is
+// told to the client as an "error" event, and logged.
+func (st *sseStream) end(ctx context.Context, err error) {
+	var we writeError
+	if err == nil || errors.As(err, &we) || ctx.Err() != nil {
+		if err != nil {
+			st.log.Debug("stream ended", "err", err)
+		}
+		return
+	}
+	st.log.Warn("sse stream failed; the client will resume from its cursor", "err", err)
+	_ = st.control("error", st.cfg.Retry, "relay could not read the event log; reconnect with your last event id")
+}
+
+// begin sends the retry hint, the history after the cursor, then the whole
+// cursor as an event without data: EventSource records it as the last event
+// id without dispatching anything.
+func (st *sseStream) begin(ctx context.Context) error {
 	st.buf = strconv.AppendInt(append(st.buf[:0], "retry: "...), st.cfg.Retry.Milliseconds(), 10)
 	if err := st.write(append(st.buf, "\n\n"...)); err != nil {
 		return err
@@ -148,16 +159,16 @@ func (st *sseStream) stream(ctx context.Context, shutdown <-chan struct{}, expir
 	if err := st.sub.Replay(ctx, st); err != nil {
 		return err
 	}
-	// The whole cursor, as an event without data: EventSource records it as
-	// the last event id without dispatching anything.
 	st.buf = st.sub.AppendCursor(append(st.buf[:0], "id: "...))
 	if err := st.write(append(st.buf, "\n\n"...)); err != nil {
 		return err
 	}
-	if err := st.flush(); err != nil {
-		return err
-	}
+	return st.flush()
+}
 
+// live streams until the client goes, the server shuts down, the token
+// expires or the subscription ends.
+func (st *sseStream) live(ctx context.Context, shutdown <-chan struct{}, expires time.Time) error {
 	heartbeat := time.NewTicker(st.cfg.Heartbeat)
 	defer heartbeat.Stop()
 	expiry := time.NewTimer(time.Until(expires))
