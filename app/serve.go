@@ -33,6 +33,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	devSecret := cfg.JWTSecret == ""
 	if devSecret {
 		cfg.JWTSecret = randomSecret()
+		logger.Warn("RELAY_JWT_SECRET is not set: verifying tokens with a random secret for this run only; set it to your backend's signing key before deploying")
 	}
 	verifier, err := auth.NewVerifier([]byte(cfg.JWTSecret))
 	if err != nil {

@@ -2,7 +2,6 @@ package events
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -108,10 +107,4 @@ func ProjectOf(channel string) (string, bool) {
 	}
 	id, _, ok := strings.Cut(rest, "_")
 	return id, ok && id != ""
-}
-
-// IsNumeric reports whether s is a non-empty run of decimal digits.
-func IsNumeric(s string) bool {
-	_, err := strconv.ParseUint(s, 10, 64)
-	return err == nil
 }

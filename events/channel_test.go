@@ -163,11 +163,3 @@ func TestValidateID(t *testing.T) {
 		})
 	}
 }
-
-func TestIsNumeric(t *testing.T) {
-	for s, want := range map[string]bool{"0": true, "123": true, "": false, "-1": false, "1a": false, "+1": false} {
-		if got := events.IsNumeric(s); got != want {
-			t.Errorf("IsNumeric(%q): got %v, want %v", s, got, want)
-		}
-	}
-}

@@ -79,17 +79,17 @@ type Redis struct {
 }
 
 // OpenRedis connects to the Redis at url ("redis://[user:password@]host:port/db",
-// or "rediss://" for TLS) and returns a log that closes the connection on Close.
+// "rediss://" for TLS; Sentinel and Cluster forms in newRedisClient) and
+// returns a log that closes the connection on Close.
 func OpenRedis(ctx context.Context, rawURL string, opt RedisOptions) (*Redis, error) {
-	o, err := redis.ParseURL(rawURL)
+	c, err := newRedisClient(rawURL)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // url.Error quotes the URL, password included
 		}
-		return nil, fmt.Errorf("store: open redis: %w; REDIS_URL must look like redis://[user:password@]host:6379/0 (rediss:// for TLS)", err)
+		return nil, fmt.Errorf("store: open redis: %w; REDIS_URL must look like redis://[user:password@]host:6379/0 (rediss:// for TLS; README lists the Sentinel and Cluster forms)", err)
 	}
-	c := redis.NewClient(o)
 	r, err := NewRedis(ctx, c, opt)
 	if err != nil {
 		_ = c.Close()
@@ -97,6 +97,43 @@ func OpenRedis(ctx context.Context, rawURL string, opt RedisOptions) (*Redis, er
 	}
 	r.owned = true
 	return r, nil
+}
+
+// newRedisClient picks the client a URL asks for:
+//   - ?master_name=M (and more sentinels as &addr=host:port): Sentinel;
+//   - ?cluster=true, or more seed nodes as &addr=host:port: Cluster;
+//   - otherwise a single node.
+func newRedisClient(rawURL string) (redis.UniversalClient, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	q := u.Query()
+	switch {
+	case q.Has("master_name"):
+		o, err := redis.ParseFailoverURL(rawURL)
+		if err != nil {
+			return nil, err
+		}
+		return redis.NewFailoverClient(o), nil
+	case q.Has("cluster") || q.Has("addr"):
+		cluster, err := strconv.ParseBool(q.Get("cluster"))
+		if q.Has("cluster") && (err != nil || !cluster) {
+			return nil, fmt.Errorf("cluster=%q: want cluster=true", q.Get("cluster"))
+		}
+		q.Del("cluster")
+		u.RawQuery = q.Encode()
+		o, err := redis.ParseClusterURL(u.String())
+		if err != nil {
+			return nil, err
+		}
+		return redis.NewClusterClient(o), nil
+	}
+	o, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(o), nil
 }
 
 // NewRedis returns a log on client, which it checks (PING) and prepares (it
