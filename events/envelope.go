@@ -83,6 +83,9 @@ type Event struct {
 	Time    time.Time
 	Type    string
 	Fields  []byte
+	// Ephemeral events (typing, viewing) are broadcast, never stored: they
+	// have no position, no "id" and no SSE id line, and are never replayed.
+	Ephemeral bool
 
 	once  sync.Once
 	frame []byte // "id: <id>\ndata: <envelope>\n\n"
@@ -98,17 +101,26 @@ func NewEvent(d Draft, pos Position, t time.Time) *Event {
 	return &Event{Channel: d.Channel, Pos: pos, Time: t, Type: d.Type, Fields: d.Fields}
 }
 
+// NewEphemeral makes an ephemeral event from a draft.
+func NewEphemeral(d Draft, t time.Time) *Event {
+	return &Event{Channel: d.Channel, Time: t, Type: d.Type, Fields: d.Fields, Ephemeral: true}
+}
+
 func (e *Event) encode() {
 	e.once.Do(func() {
 		b := make([]byte, 0, 64+len(e.Channel)+len(e.Fields)+48)
-		b = append(b, "id: "...)
-		b = e.Pos.AppendText(b)
-		e.id = len(b)
-		b = append(b, "\ndata: "...)
-		e.data = e.id + 1
-		b = append(b, `{"id":"`...)
-		b = e.Pos.AppendText(b)
-		b = append(b, `","channel":"`...)
+		if e.Ephemeral {
+			b = append(b, `data: {"channel":"`...)
+		} else {
+			b = append(b, "id: "...)
+			b = e.Pos.AppendText(b)
+			e.id = len(b)
+			b = append(b, "\ndata: "...)
+			e.data = e.id + 1
+			b = append(b, `{"id":"`...)
+			b = e.Pos.AppendText(b)
+			b = append(b, `","channel":"`...)
+		}
 		b = append(b, e.Channel...) // channel bytes need no JSON escaping
 		b = append(b, `","ts":"`...)
 		b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
@@ -122,8 +134,14 @@ func (e *Event) encode() {
 	})
 }
 
-// ID is the event's envelope id, its Position's text form.
-func (e *Event) ID() string { e.encode(); return string(e.frame[len("id: "):e.id]) }
+// ID is the event's envelope id, its Position's text form ("" when ephemeral).
+func (e *Event) ID() string {
+	if e.Ephemeral {
+		return ""
+	}
+	e.encode()
+	return string(e.frame[len("id: "):e.id])
+}
 
 // JSON is the envelope every client receives: the published object plus "id",
 // "channel" and "ts". The slice is shared: do not modify it.
@@ -133,7 +151,8 @@ func (e *Event) JSON() []byte {
 }
 
 // SSE is the event's whole Server-Sent Events frame with its own id on the
-// "id:" line, for single-channel streams. The slice is shared.
+// "id:" line (none when ephemeral), for single-channel streams. The slice is
+// shared.
 func (e *Event) SSE() []byte { e.encode(); return e.frame }
 
 // SSEData is the frame without its "id:" line ("data: …\n\n"), for streams

@@ -131,3 +131,21 @@ func TestControl(t *testing.T) {
 		t.Errorf("Control: %s is not JSON", got)
 	}
 }
+
+func TestEphemeralEncoding(t *testing.T) {
+	d, err := events.NewDraft("project_1_presence", "typing", map[string]any{"ticket_id": 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := events.NewEphemeral(d, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	if got := ev.ID(); got != "" {
+		t.Errorf("ID: got %q, want none", got)
+	}
+	want := `{"channel":"project_1_presence","ts":"2026-01-02T03:04:05Z","data":{"ticket_id":5},"type":"typing"}`
+	if got := string(ev.JSON()); got != want {
+		t.Errorf("JSON:\n got %s\nwant %s", got, want)
+	}
+	if got := string(ev.SSE()); got != "data: "+want+"\n\n" {
+		t.Errorf("SSE frame: got %q, want a data line and no id line", got)
+	}
+}

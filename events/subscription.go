@@ -130,6 +130,9 @@ func (s *Subscription) Deliver(ctx context.Context, ev *Event, sink Sink) error 
 		}
 		return nil
 	}
+	if ev.Ephemeral {
+		return sink.Event(ev)
+	}
 	ch := ev.Channel
 	p := s.pos[ch]
 	switch {

@@ -225,7 +225,7 @@ func (st *sseStream) deliver(ctx context.Context, ev *events.Event) error {
 // Event writes one event frame: the shared frame on single-channel streams;
 // the connection's cursor then the shared data on multiplexed ones.
 func (st *sseStream) Event(ev *events.Event) error {
-	if !st.multi {
+	if !st.multi || ev.Ephemeral {
 		return st.write(ev.SSE())
 	}
 	st.buf = st.sub.AppendCursor(append(st.buf[:0], "id: "...))

@@ -1,0 +1,73 @@
+package events
+
+import (
+	"context"
+	"time"
+)
+
+// PresenceUser is one user online in a project, as presence_state lists it.
+type PresenceUser struct {
+	UserID string `json:"user_id"`
+	Name   string `json:"username"`
+	// Viewing is the ticket the user views, or nil.
+	Viewing *int64 `json:"viewing"`
+	// Typing is the ticket the user is typing in, or nil; TypingUntil is
+	// when that ends without a refresh.
+	Typing      *int64    `json:"typing"`
+	TypingUntil time.Time `json:"-"`
+}
+
+// PresenceHold is one process's claim that a user is online in a project.
+type PresenceHold struct {
+	Project string
+	UserID  string
+}
+
+// Departure is a user no process holds any more in a project.
+type Departure struct {
+	Project string
+	UserID  string
+	Name    string
+}
+
+// Presence keeps who is online where, shared by every relay process using
+// the same store. Each process (instance) holds the users connected to it;
+// a hold expires unless refreshed, so a process that dies leaves no ghosts.
+// store.Memory and store.Redis implement it; storetest holds its suite.
+type Presence interface {
+	// Join records that instance holds user in project until expires, and
+	// sets the user's name. first reports that no instance held the user in
+	// project before: the caller announces the join. Atomic.
+	Join(ctx context.Context, project string, user PresenceUser, instance string, expires time.Time) (first bool, err error)
+
+	// Leave removes instance's hold on userID in project. last reports that
+	// no instance holds the user there any more: the user's state is removed
+	// and the caller announces the departure. Atomic.
+	Leave(ctx context.Context, project, userID, instance string) (last bool, err error)
+
+	// Refresh extends instance's holds to expires, all in one round trip.
+	Refresh(ctx context.Context, instance string, holds []PresenceHold, expires time.Time) error
+
+	// Sweep removes every hold that expired before now (its process died)
+	// and returns the users no instance holds any more, removing their
+	// state. Each departure is returned to exactly one caller, even when
+	// several processes sweep at once.
+	Sweep(ctx context.Context, now time.Time) ([]Departure, error)
+
+	// SetViewing sets (nil: clears) the ticket userID views in project.
+	SetViewing(ctx context.Context, project, userID string, ticket *int64) error
+
+	// SetTyping sets the ticket userID types in, until until; nil clears it.
+	SetTyping(ctx context.Context, project, userID string, ticket *int64, until time.Time) error
+
+	// Users returns the users held in project, ordered by user id, with
+	// typing that ended before now cleared.
+	Users(ctx context.Context, project string, now time.Time) ([]PresenceUser, error)
+}
+
+// Broadcaster is implemented by logs that can send an ephemeral event to
+// every process's Watch without storing it (typing and viewing). Ephemeral
+// events have no position and are never replayed.
+type Broadcaster interface {
+	Broadcast(ctx context.Context, ev *Event) error
+}
