@@ -25,6 +25,18 @@ type config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	LogFormat       string
+	// Dev mode serves the demo page's token minting; on when RELAY_DEV is
+	// true, and by default when RELAY_JWT_SECRET is unset.
+	Dev string
+}
+
+// devMode reports whether relay runs in dev mode (see config.Dev).
+func (c config) devMode() bool {
+	if c.Dev == "" {
+		return c.JWTSecret == ""
+	}
+	on, _ := strconv.ParseBool(c.Dev)
+	return on
 }
 
 // setting is one row of the configuration table.
@@ -58,6 +70,14 @@ var settings = []setting{
 		func(c *config, v string) error { c.LogLevel = v; return nil }},
 	{"RELAY_LOG_FORMAT", "log-format", "text", "text or json",
 		func(c *config, v string) error { c.LogFormat = v; return nil }},
+	{"RELAY_DEV", "dev", "", "dev mode: the demo page may mint demo tokens (default: on when RELAY_JWT_SECRET is unset)",
+		func(c *config, v string) error {
+			if _, err := strconv.ParseBool(v); v != "" && err != nil {
+				return fmt.Errorf("want true or false")
+			}
+			c.Dev = v
+			return nil
+		}},
 }
 
 // loadConfig reads the environment, then the flags in args.
