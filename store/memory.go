@@ -5,6 +5,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +13,10 @@ import (
 	"github.com/relaydev/relay/events"
 )
 
-var _ events.Log = (*Memory)(nil)
+var (
+	_ events.Log         = (*Memory)(nil)
+	_ events.Broadcaster = (*Memory)(nil)
+)
 
 // Memory is an events.Log held in this process's memory: nothing survives a
 // restart (every channel then starts a new epoch, so clients are told their
@@ -104,6 +108,32 @@ func (m *Memory) Append(ctx context.Context, drafts []events.Draft) ([]*events.E
 		}
 	}
 	return out, nil
+}
+
+// Broadcast calls the watchers with an ephemeral event without storing it.
+// Like Append, it delivers while the channel is locked, so a channel's
+// watchers are never called concurrently. It creates the channel if new, as
+// Head does, but does not mark it used: ephemeral events keep no log alive.
+func (m *Memory) Broadcast(ctx context.Context, ev *events.Event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !ev.Ephemeral {
+		return fmt.Errorf("store: broadcast: event is not ephemeral; append it instead: %w", events.ErrInvalid)
+	}
+	for {
+		c := m.channel(ev.Channel, true)
+		c.mu.Lock()
+		if c.epoch == "" { // forgotten by the janitor meanwhile
+			c.mu.Unlock()
+			continue
+		}
+		for _, w := range *m.watchers.Load() {
+			w.deliver(ev)
+		}
+		c.mu.Unlock()
+		return nil
+	}
 }
 
 // trim drops events over the count bound or older than the age bound.

@@ -19,8 +19,9 @@ import (
 )
 
 var (
-	_ events.Log    = (*Redis)(nil)
-	_ events.Pinger = (*Redis)(nil)
+	_ events.Log         = (*Redis)(nil)
+	_ events.Pinger      = (*Redis)(nil)
+	_ events.Broadcaster = (*Redis)(nil)
 )
 
 var (
@@ -62,7 +63,8 @@ type RedisOptions struct {
 // fields e (epoch), s (newest seq) and t (newest time). Every append, and every
 // Head, makes both expire MaxAge later, so an idle channel is forgotten and
 // starts a new epoch. Each append also publishes the event on the Pub/Sub
-// channel "<prefix>events" (format in redis_publish.lua), which Watch reads.
+// channel "<prefix>events" (format in redis_publish.lua), which Watch reads;
+// Broadcast publishes ephemeral events there too (format in redis_watch.go).
 type Redis struct {
 	client  redis.UniversalClient
 	owned   bool // OpenRedis made client: Close closes it

@@ -235,9 +235,62 @@ func (w *redisWatcher) resync() {
 	}
 }
 
+// Broadcast publishes an ephemeral event on the Pub/Sub channel every
+// process's Watch reads, without storing it: one PUBLISH. Like every Pub/Sub
+// message it is delivered at most once; a process that misses it (an outage)
+// never sees it, which suits typing and viewing.
+func (r *Redis) Broadcast(ctx context.Context, ev *events.Event) error {
+	if !ev.Ephemeral {
+		return fmt.Errorf("store: broadcast: event is not ephemeral; append it instead: %w", events.ErrInvalid)
+	}
+	if err := r.client.Publish(ctx, r.pubsubChannel(), ephemeralMessage(ev)).Err(); err != nil {
+		return r.fail("broadcast", err)
+	}
+	return nil
+}
+
+// ephemeralMessage is Broadcast's message:
+// "e1\n<channel>\n<unix ms>\n<len(type)>\n<type><fields>".
+func ephemeralMessage(ev *events.Event) string {
+	var b strings.Builder
+	b.Grow(32 + len(ev.Channel) + len(ev.Type) + len(ev.Fields))
+	b.WriteString("e1\n")
+	b.WriteString(ev.Channel)
+	b.WriteByte('\n')
+	b.WriteString(strconv.FormatInt(ev.Time.UnixMilli(), 10))
+	b.WriteByte('\n')
+	b.WriteString(strconv.Itoa(len(ev.Type)))
+	b.WriteByte('\n')
+	b.WriteString(ev.Type)
+	b.Write(ev.Fields)
+	return b.String()
+}
+
+// parseEphemeral parses an ephemeral message after its "e1\n" tag.
+func parseEphemeral(p string) (*events.Event, error) {
+	var f [3]string
+	for i := range f {
+		var ok bool
+		if f[i], p, ok = strings.Cut(p, "\n"); !ok {
+			return nil, fmt.Errorf("ephemeral message has %d lines, want at least 4", i+2)
+		}
+	}
+	ms, err1 := strconv.ParseInt(f[1], 10, 64)
+	n, err2 := strconv.Atoi(f[2])
+	if err := errors.Join(err1, err2); err != nil || n < 0 || n > len(p) || f[0] == "" {
+		return nil, fmt.Errorf("malformed ephemeral message header %q: %v", f, err)
+	}
+	d := events.Draft{Channel: f[0], Type: p[:n], Fields: []byte(p[n:])}
+	return events.NewEphemeral(d, time.UnixMilli(ms)), nil
+}
+
 // parseMessage parses what redis_publish.lua publishes:
-// "r1\n<channel>\n<epoch>\n<seq>\n<unix ms>\n<len(type)>\n<type><fields>".
+// "r1\n<channel>\n<epoch>\n<seq>\n<unix ms>\n<len(type)>\n<type><fields>",
+// and Broadcast's "e1\n…" (ephemeralMessage).
 func parseMessage(p string) (*events.Event, error) {
+	if rest, ok := strings.CutPrefix(p, "e1\n"); ok {
+		return parseEphemeral(rest)
+	}
 	var f [6]string
 	for i := range f {
 		var ok bool
@@ -246,7 +299,7 @@ func parseMessage(p string) (*events.Event, error) {
 		}
 	}
 	if f[0] != "r1" {
-		return nil, fmt.Errorf("message format %q, want r1", f[0])
+		return nil, fmt.Errorf("message format %q, want r1 or e1", f[0])
 	}
 	seq, err1 := strconv.ParseUint(f[3], 10, 64)
 	ms, err2 := strconv.ParseInt(f[4], 10, 64)
