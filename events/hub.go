@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // LiveBuffer is how many live events a subscription may hold unsent. Fan-out
@@ -24,6 +25,7 @@ const ReplayPage = 500
 type Hub struct {
 	log    Log
 	logger *slog.Logger
+	notes  Notifications // nil: notifications are not kept
 
 	channels sync.Map // channel name -> *channelSubs
 
@@ -77,12 +79,31 @@ func (h *Hub) Close() {
 }
 
 // Publish appends drafts to the log; subscribers receive them through Watch.
+// Events on users' notifications channels are also kept as notifications
+// (see KeepNotifications).
 func (h *Hub) Publish(ctx context.Context, drafts ...Draft) ([]*Event, error) {
 	evs, err := h.log.Append(ctx, drafts)
 	if err != nil {
 		return evs, fmt.Errorf("publish: %w", err)
 	}
+	if err := h.record(ctx, evs); err != nil {
+		return evs, fmt.Errorf("publish: %w", err)
+	}
 	return evs, nil
+}
+
+// Broadcast sends an ephemeral event (typing, viewing) to every process's
+// subscribers of its channel, without storing it.
+func (h *Hub) Broadcast(ctx context.Context, d Draft) error {
+	ev := NewEphemeral(d, time.Now())
+	if b, ok := h.log.(Broadcaster); ok {
+		if err := b.Broadcast(ctx, ev); err != nil {
+			return fmt.Errorf("broadcast: %w", err)
+		}
+		return nil
+	}
+	h.deliver(ev)
+	return nil
 }
 
 // deliver is the per-event path: one map load, one atomic load, one

@@ -1,0 +1,231 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// PresenceConfig tunes a Tracker; zero fields take the defaults.
+type PresenceConfig struct {
+	// Grace is how long a user stays online after their last connection
+	// closes, so a reload or a reconnect does not flap left/joined.
+	Grace time.Duration
+	// TypingTimeout ends typing that is not refreshed.
+	TypingTimeout time.Duration
+	// HoldTTL is how long a process's claim on its users lasts unless
+	// refreshed; a process that dies has its users announced as left by the
+	// others within HoldTTL plus a third of it.
+	HoldTTL time.Duration
+}
+
+// Presence defaults.
+const (
+	DefaultPresenceGrace = 5 * time.Second
+	DefaultTypingTimeout = 6 * time.Second
+	DefaultHoldTTL       = 30 * time.Second
+)
+
+func (c PresenceConfig) withDefaults() PresenceConfig {
+	if c.Grace <= 0 {
+		c.Grace = DefaultPresenceGrace
+	}
+	if c.TypingTimeout <= 0 {
+		c.TypingTimeout = DefaultTypingTimeout
+	}
+	if c.HoldTTL <= 0 {
+		c.HoldTTL = DefaultHoldTTL
+	}
+	return c
+}
+
+// Tracker turns connections into presence: per user, not per connection,
+// with a grace period, shared through a Presence store with every process.
+// joined/left are published to the project's presence channel (logged and
+// replayed); typing and viewing are broadcast (ephemeral).
+type Tracker struct {
+	hub      *Hub
+	store    Presence
+	cfg      PresenceConfig
+	instance string
+	logger   *slog.Logger
+
+	mu     sync.Mutex
+	local  map[PresenceHold]*localUser
+	typing map[PresenceHold]time.Time // typing set through this process, until
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// localUser is a user connected to this process in one project.
+type localUser struct {
+	name    string
+	refs    int
+	leaveAt time.Time // when refs is 0: the end of the grace period
+}
+
+// NewTracker returns a tracker for this process (a fresh instance id). Start
+// runs its loop; Close stops it.
+func NewTracker(hub *Hub, store Presence, cfg PresenceConfig, logger *slog.Logger) *Tracker {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Tracker{
+		hub: hub, store: store, cfg: cfg.withDefaults(), instance: NewEpoch(), logger: logger,
+		local: make(map[PresenceHold]*localUser), typing: make(map[PresenceHold]time.Time),
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}
+}
+
+// Start runs the loop that ends grace periods and typing, refreshes this
+// process's holds and sweeps those of dead processes.
+func (t *Tracker) Start() { go t.loop() }
+
+// Close stops the loop and waits for it. Holds are left to expire, so users
+// who reconnect to another process meanwhile are not announced as left. It
+// is idempotent.
+func (t *Tracker) Close() {
+	t.once.Do(func() { close(t.stop) })
+	<-t.done
+}
+
+// Connect marks userID online in project for as long as the returned release
+// is not called (call it once, when the connection ends).
+func (t *Tracker) Connect(ctx context.Context, project, userID, name string) (release func(), err error) {
+	key := PresenceHold{Project: project, UserID: userID}
+	t.mu.Lock()
+	lu := t.local[key]
+	held := lu != nil // connected here already, or within its grace period
+	if !held {
+		lu = &localUser{name: name}
+		t.local[key] = lu
+	}
+	lu.refs++
+	lu.leaveAt = time.Time{}
+	t.mu.Unlock()
+	var once sync.Once
+	release = func() { once.Do(func() { t.release(key, lu) }) }
+	if held {
+		return release, nil
+	}
+	if err := t.join(ctx, key, name); err != nil {
+		release()
+		return nil, err
+	}
+	return release, nil
+}
+
+// join takes this process's hold on a user and announces them when no
+// process held them before.
+func (t *Tracker) join(ctx context.Context, key PresenceHold, name string) error {
+	user := PresenceUser{UserID: key.UserID, Name: name}
+	first, err := t.store.Join(ctx, key.Project, user, t.instance, time.Now().Add(t.cfg.HoldTTL))
+	if err != nil {
+		return fmt.Errorf("presence: join: %w", err)
+	}
+	if first {
+		t.announce(ctx, key.Project, "joined", key.UserID, name)
+	}
+	return nil
+}
+
+func (t *Tracker) release(key PresenceHold, lu *localUser) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if lu.refs--; lu.refs == 0 {
+		lu.leaveAt = time.Now().Add(t.cfg.Grace)
+	}
+}
+
+// announce publishes a user_status event, the shape the app's clients use.
+func (t *Tracker) announce(ctx context.Context, project, action, userID, name string) {
+	d, err := draft(PresenceChannel(project), "user_status", map[string]any{"action": action, "user_id": userID, "username": name})
+	if err == nil {
+		_, err = t.hub.Publish(ctx, d)
+	}
+	if err != nil {
+		t.logger.Warn("presence: could not announce "+action, "project", project, "user", userID, "err", err)
+	}
+}
+
+// Typing records that userID types in ticket (or stopped), and tells the
+// project. Typing ends by itself after TypingTimeout without a refresh.
+func (t *Tracker) Typing(ctx context.Context, project, userID, name string, ticket int64, on bool) error {
+	key := PresenceHold{Project: project, UserID: userID}
+	until := time.Now().Add(t.cfg.TypingTimeout)
+	var tp *int64
+	if on {
+		tp = &ticket
+	}
+	if err := t.store.SetTyping(ctx, project, userID, tp, until); err != nil {
+		return fmt.Errorf("presence: typing: %w", err)
+	}
+	t.mu.Lock()
+	if on {
+		t.typing[key] = until
+	} else {
+		delete(t.typing, key)
+	}
+	t.mu.Unlock()
+	return t.broadcast(ctx, project, "typing", map[string]any{"user_id": userID, "username": name, "ticket_id": ticket, "is_typing": on})
+}
+
+// Viewing records the ticket userID views (nil: none) and tells the project.
+func (t *Tracker) Viewing(ctx context.Context, project, userID, name string, ticket *int64) error {
+	if err := t.store.SetViewing(ctx, project, userID, ticket); err != nil {
+		return fmt.Errorf("presence: viewing: %w", err)
+	}
+	return t.broadcast(ctx, project, "viewing", map[string]any{"user_id": userID, "username": name, "ticket_id": ticket})
+}
+
+// Users returns who is online in project now.
+func (t *Tracker) Users(ctx context.Context, project string) ([]PresenceUser, error) {
+	users, err := t.store.Users(ctx, project, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("presence: users: %w", err)
+	}
+	return users, nil
+}
+
+// State returns the presence_state message for project, as JSON.
+func (t *Tracker) State(ctx context.Context, project string) (*Event, error) {
+	users, err := t.Users(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	if users == nil {
+		users = []PresenceUser{}
+	}
+	d, err := draft(PresenceChannel(project), "presence_state", map[string]any{"project_id": project, "users": users})
+	if err != nil {
+		return nil, err
+	}
+	return NewEphemeral(d, time.Now()), nil
+}
+
+func (t *Tracker) broadcast(ctx context.Context, project, typ string, fields map[string]any) error {
+	d, err := draft(PresenceChannel(project), typ, fields)
+	if err != nil {
+		return err
+	}
+	return t.hub.Broadcast(ctx, d)
+}
+
+// draft builds a draft whose fields sit at the top level of the envelope.
+func draft(channel, typ string, fields map[string]any) (Draft, error) {
+	obj := make(map[string]any, len(fields)+2)
+	for k, v := range fields {
+		obj[k] = v
+	}
+	obj["channel"], obj["type"] = channel, typ
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		return Draft{}, fmt.Errorf("%s: %v: %w", typ, err, ErrInvalid)
+	}
+	return ParseDraft(raw, 0)
+}
