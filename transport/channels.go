@@ -90,16 +90,31 @@ func (s *Server) prepare(c echo.Context, channels channelsFunc) (*streamRequest,
 }
 
 // stream serves a channel group as WebSocket when the request is an upgrade,
-// else as Server-Sent Events.
+// else as Server-Sent Events; a GET that accepts only JSON gets the access
+// check alone (see check).
 func (s *Server) stream(channels channelsFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if isWebSocket(c.Request()) {
 			return s.serveWebSocket(c, channels)
 		}
-		if !acceptsEventStream(c.Request()) {
-			return echo.NewHTTPError(http.StatusNotAcceptable,
-				"this URL serves text/event-stream (send Accept: text/event-stream) or a WebSocket upgrade")
+		if acceptsEventStream(c.Request()) {
+			return s.serveSSE(c, channels)
 		}
-		return s.serveSSE(c, channels)
+		if acceptsJSON(c.Request()) {
+			return s.check(c, channels)
+		}
+		return echo.NewHTTPError(http.StatusNotAcceptable,
+			"this URL serves text/event-stream (send Accept: text/event-stream), a WebSocket upgrade, or with Accept: application/json an access check")
 	}
+}
+
+// check answers what a stream request would meet, without streaming: 200
+// {"channels":[…]} when the token may read them, else the stream's 4xx. An
+// EventSource cannot see why it was refused; this lets its page find out.
+func (s *Server) check(c echo.Context, channels channelsFunc) error {
+	req, err := s.prepare(c, channels)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"channels": req.channels})
 }

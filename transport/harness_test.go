@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -21,6 +22,7 @@ import (
 	"github.com/relaydev/relay/auth"
 	"github.com/relaydev/relay/events"
 	"github.com/relaydev/relay/store"
+	"github.com/relaydev/relay/store/redistest"
 	"github.com/relaydev/relay/transport"
 )
 
@@ -29,21 +31,53 @@ var secret = []byte("test-secret-0123456789abcdef")
 // wait is how long a test waits for one message before failing.
 const wait = 5 * time.Second
 
-// relay is a relay on a real listener, over a memory log.
+// The two stores a relay may run over. Tests of what a client receives
+// (envelopes, replay, resets, publish answers) run over both, the Redis one
+// against a real Redis (redistest: a throwaway redis-server when none
+// answers), each relay under a key prefix of its own.
+const (
+	memoryStore = "memory"
+	redisStore  = "redis"
+)
+
+var storeKinds = []string{memoryStore, redisStore}
+
+// eachStore runs f as one subtest per store, named by the store.
+func eachStore(t *testing.T, f func(t *testing.T, st string)) {
+	t.Helper()
+	for _, st := range storeKinds {
+		t.Run(st, func(t *testing.T) { f(t, st) })
+	}
+}
+
+// eachStoreAndKind runs f as one subtest per store and transport, named
+// "<store>/<transport>".
+func eachStoreAndKind(t *testing.T, f func(t *testing.T, st, kind string)) {
+	t.Helper()
+	eachStore(t, func(t *testing.T, st string) {
+		for _, kind := range kinds {
+			t.Run(kind, func(t *testing.T) { f(t, st, kind) })
+		}
+	})
+}
+
+// relay is a relay on a real listener, over a memory or Redis log.
 type relay struct {
-	url string
-	srv *transport.Server
-	hub *events.Hub
-	ts  *httptest.Server
+	url    string
+	srv    *transport.Server
+	hub    *events.Hub
+	ts     *httptest.Server
+	prefix string // the Redis store's key prefix; "" over memory
 }
 
 type option func(*settings)
 
 // settings are what options change before a relay starts.
 type settings struct {
-	cfg  transport.Config
-	ret  events.Retention
-	wrap func(events.Log) events.Log // wraps the memory log, if set
+	cfg   transport.Config
+	ret   events.Retention
+	store string                      // memoryStore (the default) or redisStore
+	wrap  func(events.Log) events.Log // wraps the store's log, if set
 }
 
 // withConfig adjusts the transport configuration.
@@ -56,7 +90,13 @@ func withMaxEvents(n int) option {
 	return func(s *settings) { s.ret.MaxEvents = n }
 }
 
-// withLog wraps the relay's memory log, to slow it down or make it fail.
+// withStore runs the relay over the named store (storeKinds); the default is
+// memory.
+func withStore(kind string) option {
+	return func(s *settings) { s.store = kind }
+}
+
+// withLog wraps the relay's log, to slow it down or make it fail.
 func withLog(wrap func(events.Log) events.Log) option {
 	return func(s *settings) { s.wrap = wrap }
 }
@@ -67,10 +107,10 @@ func startRelay(t *testing.T, opts ...option) *relay {
 	for _, o := range opts {
 		o(&set)
 	}
-	mem := store.NewMemory(set.ret)
-	var log events.Log = mem
+	base, prefix, closeLog := openStore(t, set)
+	log := base
 	if set.wrap != nil {
-		log = set.wrap(mem)
+		log = set.wrap(base)
 	}
 	hub := events.NewHub(log, nil)
 	if err := hub.Start(context.Background()); err != nil {
@@ -91,9 +131,104 @@ func startRelay(t *testing.T, opts ...option) *relay {
 		ts.CloseClientConnections()
 		ts.Close()
 		hub.Close()
-		mem.Close()
+		closeLog()
 	})
-	return &relay{url: ts.URL, srv: srv, hub: hub, ts: ts}
+	return &relay{url: ts.URL, srv: srv, hub: hub, ts: ts, prefix: prefix}
+}
+
+// openStore opens the log set names and returns it with its Redis key
+// prefix ("" for memory) and its Close.
+func openStore(t *testing.T, set settings) (events.Log, string, func()) {
+	t.Helper()
+	switch set.store {
+	case "", memoryStore:
+		mem := store.NewMemory(set.ret)
+		return mem, "", func() { mem.Close() }
+	case redisStore:
+		// Prefix registers its key cleanup first, so it runs after the
+		// relay's cleanup has closed the log.
+		prefix := redistest.Prefix(t)
+		rl, err := store.OpenRedis(context.Background(), redistest.URL(t), store.RedisOptions{
+			Prefix:    prefix,
+			Retention: set.ret,
+			Logger:    slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rl, prefix, func() {
+			if err := rl.Close(); err != nil {
+				t.Errorf("close redis log: %v", err)
+			}
+		}
+	}
+	t.Fatalf("unknown store %q, want one of %v", set.store, storeKinds)
+	return nil, "", nil
+}
+
+// wipeRedis deletes every key of the relay's Redis log, as a Redis restarted
+// without persistence (or flushed) would have lost them.
+func (r *relay) wipeRedis(t *testing.T) {
+	t.Helper()
+	if r.prefix == "" {
+		t.Fatal("wipeRedis: the relay is not over Redis")
+	}
+	c := redistest.NewClient(t)
+	ctx := context.Background()
+	var keys []string
+	it := c.Scan(ctx, 0, r.prefix+"*", 1000).Iterator()
+	for it.Next(ctx) {
+		keys = append(keys, it.Val())
+	}
+	if err := it.Err(); err != nil {
+		t.Fatalf("list %s*: %v", r.prefix, err)
+	}
+	if len(keys) == 0 {
+		t.Fatalf("no keys under %s to wipe", r.prefix)
+	}
+	if err := c.Del(ctx, keys...).Err(); err != nil {
+		t.Fatalf("delete %s*: %v", r.prefix, err)
+	}
+}
+
+// tWriter writes a store's log lines to the test's log; a store logs only
+// before its Close returns, which is before the test ends.
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// delivered returns a function that waits until the relay's hub has been
+// handed n events of channel by the log's live feed (counted from this
+// call). Memory delivers during Append; Redis later, over Pub/Sub, to every
+// watcher in the order they began watching: when this watcher has an event,
+// the hub (which began first) has had it too.
+func (r *relay) delivered(t *testing.T, channel string, n int) (await func()) {
+	t.Helper()
+	done := make(chan struct{})
+	count := 0
+	stop, err := r.hub.Log().Watch(context.Background(), func(ev *events.Event) {
+		if ev.Channel != channel || ev.Ephemeral || count >= n {
+			return
+		}
+		if count++; count == n {
+			close(done)
+		}
+	}, func() {})
+	if err != nil {
+		t.Fatalf("watch %s: %v", channel, err)
+	}
+	t.Cleanup(stop)
+	return func() {
+		t.Helper()
+		select {
+		case <-done:
+		case <-time.After(wait):
+			t.Fatalf("the hub was not handed %d events of %s within %v", n, channel, wait)
+		}
+	}
 }
 
 // token mints a token for user sub in projects, valid for ttl.

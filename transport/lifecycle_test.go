@@ -22,65 +22,71 @@ import (
 // event (SSE token_expired) or close code (WebSocket 4002); a reconnect with
 // a fresh token and the cursor gets what was published meanwhile. Real
 // expiry: a token's exp has one-second precision.
+// Over both stores.
 func TestTokenExpiry(t *testing.T) {
 	const ch = "project_1_tickets"
-	for _, kind := range kinds {
-		t.Run(kind, func(t *testing.T) {
-			t.Parallel()
-			r := startRelay(t)
-			id := auth.Identity{UserID: "1", Projects: []string{"1"}}
-			short := token(t, id, 2*time.Second) // expires in 1 to 2 s
-			url := r.url + "/events/projects/1/tickets"
-			c := mustConnect(t, kind, q(url, "token", short), nil)
-			c.live(t)
-			first := r.mustPublish(t, ch, "before", nil)
-			if m := c.event(t); m.envID() != first {
-				t.Fatalf("event: got %s, want %s", m.envID(), first)
-			}
+	// Each store's and transport's case waits a second or two for the real
+	// expiry: they all wait at once.
+	eachStore(t, func(t *testing.T, st string) {
+		t.Parallel()
+		for _, kind := range kinds {
+			t.Run(kind, func(t *testing.T) {
+				t.Parallel()
+				r := startRelay(t, withStore(st))
+				id := auth.Identity{UserID: "1", Projects: []string{"1"}}
+				short := token(t, id, 2*time.Second) // expires in 1 to 2 s
+				url := r.url + "/events/projects/1/tickets"
+				c := mustConnect(t, kind, q(url, "token", short), nil)
+				c.live(t)
+				first := r.mustPublish(t, ch, "before", nil)
+				if m := c.event(t); m.envID() != first {
+					t.Fatalf("event: got %s, want %s", m.envID(), first)
+				}
 
-			rest := c.ended(t)
-			switch kind {
-			case sseKind:
-				if len(rest) == 0 || rest[len(rest)-1].Kind != "token_expired" {
-					t.Fatalf("end of stream: got %v, want a token_expired event", rest)
+				rest := c.ended(t)
+				switch kind {
+				case sseKind:
+					if len(rest) == 0 || rest[len(rest)-1].Kind != "token_expired" {
+						t.Fatalf("end of stream: got %v, want a token_expired event", rest)
+					}
+					if m := rest[len(rest)-1]; m.Env["type"] != "token_expired" || m.Env["message"] == "" {
+						t.Errorf("token_expired data: got %v", m.Env)
+					}
+				case wsKind:
+					if c.code != transport.CloseTokenExpired || c.reason == "" {
+						t.Errorf("close: got %d %q, want %d with a reason", c.code, c.reason, transport.CloseTokenExpired)
+					}
 				}
-				if m := rest[len(rest)-1]; m.Env["type"] != "token_expired" || m.Env["message"] == "" {
-					t.Errorf("token_expired data: got %v", m.Env)
-				}
-			case wsKind:
-				if c.code != transport.CloseTokenExpired || c.reason == "" {
-					t.Errorf("close: got %d %q, want %d with a reason", c.code, c.reason, transport.CloseTokenExpired)
-				}
-			}
-			missed := r.publishN(t, ch, 3)
+				missed := r.publishN(t, ch, 3)
 
-			// The old token is refused now, as expired.
-			old, resp, err := connect(t, kind, q(url, "token", short), nil)
-			switch {
-			case err != nil:
-				t.Fatal(err)
-			case kind == sseKind:
-				if old != nil || resp.StatusCode != http.StatusUnauthorized || errorJSON(t, resp) != "token_expired" {
-					t.Errorf("reconnect with the expired token: got status %d, want 401 token_expired", statusOf(resp))
+				// The old token is refused now, as expired.
+				old, resp, err := connect(t, kind, q(url, "token", short), nil)
+				switch {
+				case err != nil:
+					t.Fatal(err)
+				case kind == sseKind:
+					if old != nil || resp.StatusCode != http.StatusUnauthorized || errorJSON(t, resp) != "token_expired" {
+						t.Errorf("reconnect with the expired token: got status %d, want 401 token_expired", statusOf(resp))
+					}
+				default:
+					old.ended(t)
+					if old.code != transport.CloseUnauthorized {
+						t.Errorf("reconnect with the expired token: got close %d, want %d", old.code, transport.CloseUnauthorized)
+					}
 				}
-			default:
-				old.ended(t)
-				if old.code != transport.CloseUnauthorized {
-					t.Errorf("reconnect with the expired token: got close %d, want %d", old.code, transport.CloseUnauthorized)
-				}
-			}
 
-			fresh := token(t, id, time.Hour)
-			c = mustConnect(t, kind, q(url, "token", fresh, "last_event_id", c.resumeCursor()), nil)
-			var got []string
-			for _, m := range c.live(t) {
-				got = append(got, m.envID())
-			}
-			if !slices.Equal(got, missed) {
-				t.Errorf("after a fresh token: got %v, want %v", got, missed)
-			}
-		})
-	}
+				fresh := token(t, id, time.Hour)
+				c = mustConnect(t, kind, q(url, "token", fresh, "last_event_id", c.resumeCursor()), nil)
+				var got []string
+				for _, m := range c.live(t) {
+					got = append(got, m.envID())
+				}
+				if !slices.Equal(got, missed) {
+					t.Errorf("after a fresh token: got %v, want %v", got, missed)
+				}
+			})
+		}
+	})
 }
 
 // TestShutdown tells every stream to reconnect: SSE gets a shutdown event

@@ -13,118 +13,124 @@ import (
 
 // TestPublishIDs checks that the publish answer's id (or ids, in order) is
 // the envelope id subscribers of both transports receive.
+// Over both stores.
 func TestPublishIDs(t *testing.T) {
-	r := startRelay(t)
-	url := q(r.url+"/events", "channel", "project_1_tickets", "channel", "project_2_tickets", "token", alice(t))
-	var clients []*client
-	for _, kind := range kinds {
-		c := mustConnect(t, kind, url, nil)
-		c.live(t)
-		clients = append(clients, c)
-	}
+	eachStore(t, func(t *testing.T, st string) {
+		r := startRelay(t, withStore(st))
+		url := q(r.url+"/events", "channel", "project_1_tickets", "channel", "project_2_tickets", "token", alice(t))
+		var clients []*client
+		for _, kind := range kinds {
+			c := mustConnect(t, kind, url, nil)
+			c.live(t)
+			clients = append(clients, c)
+		}
 
-	status, out := r.publish(t, publisher(t), `{"channel":"project_1_tickets","type":"one"}`)
-	if status != http.StatusOK {
-		t.Fatalf("single: got %d %v, want 200", status, out)
-	}
-	single, _ := out["id"].(string)
-	if len(out) != 1 || single == "" {
-		t.Fatalf("single answer: got %v, want {\"id\": …}", out)
-	}
+		status, out := r.publish(t, publisher(t), `{"channel":"project_1_tickets","type":"one"}`)
+		if status != http.StatusOK {
+			t.Fatalf("single: got %d %v, want 200", status, out)
+		}
+		single, _ := out["id"].(string)
+		if len(out) != 1 || single == "" {
+			t.Fatalf("single answer: got %v, want {\"id\": …}", out)
+		}
 
-	status, out = r.publish(t, publisher(t), ` [
-		{"channel":"project_2_tickets","type":"b0"},
-		{"channel":"project_1_tickets","type":"b1"},
-		{"channel":"project_2_tickets","type":"b2"}
-	]`)
-	if status != http.StatusOK {
-		t.Fatalf("batch: got %d %v, want 200", status, out)
-	}
-	raw, _ := out["ids"].([]any)
-	if len(out) != 1 || len(raw) != 3 {
-		t.Fatalf("batch answer: got %v, want {\"ids\": [3 ids]}", out)
-	}
-	want := []string{single}
-	for _, id := range raw {
-		want = append(want, id.(string))
-	}
-	if seqOf(t, want[2]) != seqOf(t, want[0])+1 || seqOf(t, want[3]) != seqOf(t, want[1])+1 {
-		t.Errorf("ids %v: want consecutive seqs per channel, in batch order", want)
-	}
-	for _, c := range clients {
-		var got, types []string
-		for range want {
-			m := c.event(t)
-			got = append(got, m.envID())
-			types = append(types, m.Env["type"].(string))
+		status, out = r.publish(t, publisher(t), ` [
+			{"channel":"project_2_tickets","type":"b0"},
+			{"channel":"project_1_tickets","type":"b1"},
+			{"channel":"project_2_tickets","type":"b2"}
+		]`)
+		if status != http.StatusOK {
+			t.Fatalf("batch: got %d %v, want 200", status, out)
 		}
-		if !slices.Equal(got, want) {
-			t.Errorf("%s ids: got %v, want %v", c.kind, got, want)
+		raw, _ := out["ids"].([]any)
+		if len(out) != 1 || len(raw) != 3 {
+			t.Fatalf("batch answer: got %v, want {\"ids\": [3 ids]}", out)
 		}
-		if !slices.Equal(types, []string{"one", "b0", "b1", "b2"}) {
-			t.Errorf("%s order: got %v, want one b0 b1 b2", c.kind, types)
+		want := []string{single}
+		for _, id := range raw {
+			want = append(want, id.(string))
 		}
-	}
+		if seqOf(t, want[2]) != seqOf(t, want[0])+1 || seqOf(t, want[3]) != seqOf(t, want[1])+1 {
+			t.Errorf("ids %v: want consecutive seqs per channel, in batch order", want)
+		}
+		for _, c := range clients {
+			var got, types []string
+			for range want {
+				m := c.event(t)
+				got = append(got, m.envID())
+				types = append(types, m.Env["type"].(string))
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%s ids: got %v, want %v", c.kind, got, want)
+			}
+			if !slices.Equal(types, []string{"one", "b0", "b1", "b2"}) {
+				t.Errorf("%s order: got %v, want one b0 b1 b2", c.kind, types)
+			}
+		}
+	})
 }
 
 // TestPublishRefused checks that bad publish requests get a clear 4xx JSON
 // answer and store nothing: not even the good events of a batch.
+// Over both stores.
 func TestPublishRefused(t *testing.T) {
 	const max = 1024
-	r := startRelay(t, withConfig(func(c *transport.Config) { c.MaxPayload = max }))
-	pub := publisher(t)
-	narrow := token(t, auth.Identity{UserID: "backend", Publish: []string{"project_2_*"}}, time.Hour)
-	big := strings.Repeat("x", max)
-	for _, tc := range []struct {
-		name, token, body string
-		status            int
-		code              string
-	}{
-		{"malformed JSON", pub, `{"channel":"project_1_tickets","type":`, 400, "bad_request"},
-		{"empty body", pub, ``, 400, "bad_request"},
-		{"JSON string", pub, `"project_1_tickets"`, 400, "bad_request"},
-		{"JSON null", pub, `null`, 400, "bad_request"},
-		{"trailing garbage", pub, `{"channel":"project_1_tickets","type":"t"} x`, 400, "bad_request"},
-		{"missing channel", pub, `{"type":"t"}`, 400, "bad_request"},
-		{"channel not a string", pub, `{"channel":7,"type":"t"}`, 400, "bad_request"},
-		{"missing type", pub, `{"channel":"project_1_tickets"}`, 400, "bad_request"},
-		{"empty type", pub, `{"channel":"project_1_tickets","type":""}`, 400, "bad_request"},
-		{"invalid channel name", pub, `{"channel":"project 1/tickets","type":"t"}`, 400, "bad_request"},
-		{"empty batch", pub, `[]`, 400, "bad_request"},
-		{"malformed batch", pub, `[{"channel":"project_1_tickets","type":"t"},`, 400, "bad_request"},
-		{"batch with one bad event", pub, `[{"channel":"project_1_tickets","type":"t"},{"channel":"project_1_tickets"}]`, 400, "bad_request"},
-		{"batch of non-objects", pub, `[1,2]`, 400, "bad_request"},
-		{"payload over MaxPayload", pub, `{"channel":"project_1_tickets","type":"t","data":"` + big + `"}`, 413, "payload_too_large"},
-		{"batch with one event over MaxPayload", pub,
-			`[{"channel":"project_1_tickets","type":"t"},{"channel":"project_1_tickets","type":"t","data":"` + big + `"}]`, 413, "payload_too_large"},
-		{"body over the batch limit", pub, `[` + strings.Repeat(`{"channel":"project_1_tickets","type":"t"},`, 16*max/40) + `{}]`,
-			413, "payload_too_large"},
-		{"no token", "", `{"channel":"project_1_tickets","type":"t"}`, 401, "unauthorized"},
-		{"bad token", "x.y.z", `{"channel":"project_1_tickets","type":"t"}`, 401, "unauthorized"},
-		{"no publish claim", alice(t), `{"channel":"project_1_tickets","type":"t"}`, 403, "forbidden"},
-		{"pattern not covering", narrow, `{"channel":"project_1_tickets","type":"t"}`, 403, "forbidden"},
-		{"batch with one channel not covered", narrow,
-			`[{"channel":"project_2_tickets","type":"t"},{"channel":"project_1_tickets","type":"t"}]`, 403, "forbidden"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			status, out := r.publish(t, tc.token, tc.body)
-			if status != tc.status {
-				t.Errorf("status: got %d %v, want %d", status, out, tc.status)
-			}
-			if code := checkErrorBody(t, out); code != tc.code {
-				t.Errorf("error: got %q, want %q", code, tc.code)
-			}
-		})
-	}
-	for _, ch := range []string{"project_1_tickets", "project_2_tickets"} {
-		if evs := r.kept(t, ch); len(evs) != 0 {
-			t.Errorf("%s holds %d events after refused publishes, want none", ch, len(evs))
+	eachStore(t, func(t *testing.T, st string) {
+		r := startRelay(t, withStore(st), withConfig(func(c *transport.Config) { c.MaxPayload = max }))
+		pub := publisher(t)
+		narrow := token(t, auth.Identity{UserID: "backend", Publish: []string{"project_2_*"}}, time.Hour)
+		big := strings.Repeat("x", max)
+		for _, tc := range []struct {
+			name, token, body string
+			status            int
+			code              string
+		}{
+			{"malformed JSON", pub, `{"channel":"project_1_tickets","type":`, 400, "bad_request"},
+			{"empty body", pub, ``, 400, "bad_request"},
+			{"JSON string", pub, `"project_1_tickets"`, 400, "bad_request"},
+			{"JSON null", pub, `null`, 400, "bad_request"},
+			{"trailing garbage", pub, `{"channel":"project_1_tickets","type":"t"} x`, 400, "bad_request"},
+			{"missing channel", pub, `{"type":"t"}`, 400, "bad_request"},
+			{"channel not a string", pub, `{"channel":7,"type":"t"}`, 400, "bad_request"},
+			{"missing type", pub, `{"channel":"project_1_tickets"}`, 400, "bad_request"},
+			{"empty type", pub, `{"channel":"project_1_tickets","type":""}`, 400, "bad_request"},
+			{"invalid channel name", pub, `{"channel":"project 1/tickets","type":"t"}`, 400, "bad_request"},
+			{"empty batch", pub, `[]`, 400, "bad_request"},
+			{"malformed batch", pub, `[{"channel":"project_1_tickets","type":"t"},`, 400, "bad_request"},
+			{"batch with one bad event", pub, `[{"channel":"project_1_tickets","type":"t"},{"channel":"project_1_tickets"}]`, 400, "bad_request"},
+			{"batch of non-objects", pub, `[1,2]`, 400, "bad_request"},
+			{"payload over MaxPayload", pub, `{"channel":"project_1_tickets","type":"t","data":"` + big + `"}`, 413, "payload_too_large"},
+			{"batch with one event over MaxPayload", pub,
+				`[{"channel":"project_1_tickets","type":"t"},{"channel":"project_1_tickets","type":"t","data":"` + big + `"}]`, 413, "payload_too_large"},
+			{"body over the batch limit", pub, `[` + strings.Repeat(`{"channel":"project_1_tickets","type":"t"},`, 16*max/40) + `{}]`,
+				413, "payload_too_large"},
+			{"no token", "", `{"channel":"project_1_tickets","type":"t"}`, 401, "unauthorized"},
+			{"bad token", "x.y.z", `{"channel":"project_1_tickets","type":"t"}`, 401, "unauthorized"},
+			{"no publish claim", alice(t), `{"channel":"project_1_tickets","type":"t"}`, 403, "forbidden"},
+			{"pattern not covering", narrow, `{"channel":"project_1_tickets","type":"t"}`, 403, "forbidden"},
+			{"batch with one channel not covered", narrow,
+				`[{"channel":"project_2_tickets","type":"t"},{"channel":"project_1_tickets","type":"t"}]`, 403, "forbidden"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				status, out := r.publish(t, tc.token, tc.body)
+				if status != tc.status {
+					t.Errorf("status: got %d %v, want %d", status, out, tc.status)
+				}
+				if code := checkErrorBody(t, out); code != tc.code {
+					t.Errorf("error: got %q, want %q", code, tc.code)
+				}
+			})
 		}
-	}
-	// A narrow token may still publish what its pattern covers.
-	if status, out := r.publish(t, narrow, `{"channel":"project_2_presence","type":"t"}`); status != http.StatusOK {
-		t.Errorf("publish inside the pattern: got %d %v, want 200", status, out)
-	}
+		for _, ch := range []string{"project_1_tickets", "project_2_tickets"} {
+			if evs := r.kept(t, ch); len(evs) != 0 {
+				t.Errorf("%s holds %d events after refused publishes, want none", ch, len(evs))
+			}
+		}
+		// A narrow token may still publish what its pattern covers.
+		if status, out := r.publish(t, narrow, `{"channel":"project_2_presence","type":"t"}`); status != http.StatusOK {
+			t.Errorf("publish inside the pattern: got %d %v, want 200", status, out)
+		}
+	})
 }
 
 // TestPublishMethod refuses a GET of the publish URL with a JSON 405.

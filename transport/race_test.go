@@ -16,82 +16,85 @@ import (
 // query) and some without: each must receive a gap-free, duplicate-free,
 // in-order run of seqs up to the last event published, the history and the
 // live events joined exactly.
+// Over both stores.
 func TestResumeRace(t *testing.T) {
 	const (
 		ch    = "project_1_tickets"
 		total = 2000
 	)
-	r := startRelay(t)
-	pub := publisher(t)
-	url := r.url + "/events/projects/1/tickets?token=" + alice(t)
+	eachStore(t, func(t *testing.T, st string) {
+		r := startRelay(t, withStore(st))
+		pub := publisher(t)
+		url := r.url + "/events/projects/1/tickets?token=" + alice(t)
 
-	// The publisher records every id and announces milestones.
-	var mu sync.Mutex
-	ids := make([]string, 0, total)
-	reached := map[int]chan struct{}{}
-	for _, n := range []int{100, 400, 1000, 1500} {
-		reached[n] = make(chan struct{})
-	}
-	idAt := func(seq int) string { mu.Lock(); defer mu.Unlock(); return ids[seq-1] }
-	pubErr := make(chan error, 1)
-	go func() {
-		defer close(pubErr)
-		for i := 1; i <= total; i++ {
-			body, _ := json.Marshal(map[string]any{"channel": ch, "type": "tick", "data": i})
-			status, out, err := r.publishErr(pub, string(body))
-			if err == nil && status != http.StatusOK {
-				err = fmt.Errorf("publish %d: got status %d %v", i, status, out)
+		// The publisher records every id and announces milestones.
+		var mu sync.Mutex
+		ids := make([]string, 0, total)
+		reached := map[int]chan struct{}{}
+		for _, n := range []int{100, 400, 1000, 1500} {
+			reached[n] = make(chan struct{})
+		}
+		idAt := func(seq int) string { mu.Lock(); defer mu.Unlock(); return ids[seq-1] }
+		pubErr := make(chan error, 1)
+		go func() {
+			defer close(pubErr)
+			for i := 1; i <= total; i++ {
+				body, _ := json.Marshal(map[string]any{"channel": ch, "type": "tick", "data": i})
+				status, out, err := r.publishErr(pub, string(body))
+				if err == nil && status != http.StatusOK {
+					err = fmt.Errorf("publish %d: got status %d %v", i, status, out)
+				}
+				if err != nil {
+					pubErr <- err
+					return
+				}
+				mu.Lock()
+				ids = append(ids, out["id"].(string))
+				mu.Unlock()
+				if c, ok := reached[i]; ok {
+					close(c)
+				}
 			}
+		}()
+
+		type plan struct {
+			name  string
+			at    int    // connect once this many events are published
+			after int    // resume after this seq; 0: the "0" sentinel; -1: no cursor
+			via   string // "header" or "query"
+		}
+		var plans []plan
+		for _, kind := range kinds {
+			plans = append(plans,
+				plan{kind + "/cursor-early", 100, 50, "query"},
+				plan{kind + "/live-early", 100, -1, ""},
+				plan{kind + "/zero", 400, 0, "query"},
+				plan{kind + "/cursor-mid", 1000, 900, "header"},
+				plan{kind + "/cursor-far-back", 1000, 10, "header"},
+				plan{kind + "/live-mid", 1000, -1, ""},
+				plan{kind + "/live-late", 1500, -1, ""},
+			)
+		}
+
+		var wg sync.WaitGroup
+		results := make([]error, len(plans))
+		for i, p := range plans {
+			kind, _, _ := strings.Cut(p.name, "/")
+			wg.Go(func() {
+				<-reached[p.at]
+				results[i] = follow(t, kind, url, p.after, p.via, idAt, total)
+			})
+		}
+		wg.Wait()
+		if err := <-pubErr; err != nil {
+			t.Fatal(err)
+		}
+		for i, err := range results {
 			if err != nil {
-				pubErr <- err
-				return
-			}
-			mu.Lock()
-			ids = append(ids, out["id"].(string))
-			mu.Unlock()
-			if c, ok := reached[i]; ok {
-				close(c)
+				t.Errorf("%s: %v", plans[i].name, err)
 			}
 		}
-	}()
-
-	type plan struct {
-		name  string
-		at    int    // connect once this many events are published
-		after int    // resume after this seq; 0: the "0" sentinel; -1: no cursor
-		via   string // "header" or "query"
-	}
-	var plans []plan
-	for _, kind := range kinds {
-		plans = append(plans,
-			plan{kind + "/cursor-early", 100, 50, "query"},
-			plan{kind + "/live-early", 100, -1, ""},
-			plan{kind + "/zero", 400, 0, "query"},
-			plan{kind + "/cursor-mid", 1000, 900, "header"},
-			plan{kind + "/cursor-far-back", 1000, 10, "header"},
-			plan{kind + "/live-mid", 1000, -1, ""},
-			plan{kind + "/live-late", 1500, -1, ""},
-		)
-	}
-
-	var wg sync.WaitGroup
-	results := make([]error, len(plans))
-	for i, p := range plans {
-		kind, _, _ := strings.Cut(p.name, "/")
-		wg.Go(func() {
-			<-reached[p.at]
-			results[i] = follow(t, kind, url, p.after, p.via, idAt, total)
-		})
-	}
-	wg.Wait()
-	if err := <-pubErr; err != nil {
-		t.Fatal(err)
-	}
-	for i, err := range results {
-		if err != nil {
-			t.Errorf("%s: %v", plans[i].name, err)
-		}
-	}
+	})
 }
 
 // follow connects one client and reads until seq last, checking the run of

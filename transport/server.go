@@ -71,6 +71,8 @@ type Server struct {
 	logger *slog.Logger
 	echo   *echo.Echo
 
+	presence Presence // nil: presence is off
+
 	shutdown     chan struct{} // closed by Shutdown: every stream selects on it
 	shutdownOnce sync.Once
 	streams      sync.WaitGroup // WebSocket streams, which http.Server.Shutdown does not track
@@ -153,6 +155,10 @@ func (s *Server) routes() *echo.Echo {
 	}
 
 	e.POST("/api/publish", s.publish)
+	e.GET("/api/notifications", s.getNotifications)
+	e.POST("/api/notifications/read", s.postNotificationsRead)
+	e.GET("/api/projects/:id/presence", s.getPresence)
+	e.POST("/api/projects/:id/presence", s.postPresence)
 	return e
 }
 

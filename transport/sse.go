@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,13 +23,16 @@ import (
 const drainMax = 64
 
 func acceptsEventStream(r *http.Request) bool {
-	accept := r.Header.Get("Accept")
-	if accept == "" {
-		return true
-	}
-	for part := range strings.SplitSeq(accept, ",") {
+	return r.Header.Get("Accept") == "" || accepts(r, "text/event-stream", "text/*", "*/*")
+}
+
+func acceptsJSON(r *http.Request) bool { return accepts(r, "application/json") }
+
+// accepts reports whether the Accept header names one of types.
+func accepts(r *http.Request, types ...string) bool {
+	for part := range strings.SplitSeq(r.Header.Get("Accept"), ",") {
 		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err == nil && (mt == "text/event-stream" || mt == "*/*" || mt == "text/*") {
+		if err == nil && slices.Contains(types, mt) {
 			return true
 		}
 	}
@@ -44,6 +48,8 @@ type sseStream struct {
 	buf   []byte // reused for id lines and control frames
 	cfg   *Config
 	log   *slog.Logger
+	// states are the presence_state messages sent after history.
+	states []*events.Event
 }
 
 // serveSSE refuses with a JSON status before the stream starts (EventSource
@@ -65,16 +71,22 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 	if err != nil {
 		return err
 	}
+	states, offline, err := s.goOnline(c.Request().Context(), req)
+	if err != nil {
+		sub.Close()
+		return err
+	}
 	h := c.Response().Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache, no-transform")
 	h.Set("X-Accel-Buffering", "no")
 	log := s.logger.With("transport", "sse", "user", req.id.UserID)
-	st := &sseStream{sub: sub, multi: len(req.channels) > 1, buf: make([]byte, 0, 128), cfg: &s.cfg, log: log}
+	st := &sseStream{sub: sub, multi: len(req.channels) > 1, buf: make([]byte, 0, 128), cfg: &s.cfg, log: log, states: states}
 
 	conn, err := hijack(c.Response())
 	if err != nil { // HTTP/2: stream from the handler
 		defer sub.Close()
+		defer offline()
 		c.Response().WriteHeader(http.StatusOK)
 		st.out = &responseWriter{w: c.Response(), rc: http.NewResponseController(c.Response()), timeout: s.cfg.WriteTimeout}
 		ctx := c.Request().Context()
@@ -86,6 +98,7 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 		return nil
 	}
 	if !s.track() { // shutting down
+		offline()
 		sub.Close()
 		conn.Close()
 		return nil
@@ -99,6 +112,7 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 		cancel()
 		conn.Close()
 		<-gone
+		offline()
 		sub.Close()
 		s.streams.Done()
 	}
@@ -145,8 +159,8 @@ func (st *sseStream) end(ctx context.Context, err error) {
 	_ = st.control("error", st.cfg.Retry, "relay could not read the event log; reconnect with your last event id")
 }
 
-// begin sends the retry hint, the history after the cursor, then the whole
-// cursor as an event without data: EventSource records it as the last event
+// begin sends the retry hint, the history after the cursor, presence states,
+// then the whole cursor as an event without data: EventSource records it as the last event
 // id without dispatching anything.
 func (st *sseStream) begin(ctx context.Context) error {
 	st.buf = strconv.AppendInt(append(st.buf[:0], "retry: "...), st.cfg.Retry.Milliseconds(), 10)
@@ -159,6 +173,12 @@ func (st *sseStream) begin(ctx context.Context) error {
 	if err := st.sub.Replay(ctx, st); err != nil {
 		return err
 	}
+	for _, ev := range st.states {
+		if err := st.Event(ev); err != nil {
+			return err
+		}
+	}
+	st.states = nil
 	st.buf = st.sub.AppendCursor(append(st.buf[:0], "id: "...))
 	if err := st.write(append(st.buf, "\n\n"...)); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package transport_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"testing"
@@ -88,7 +89,7 @@ func TestSSEHeartbeat(t *testing.T) {
 
 func TestSSENotAcceptable(t *testing.T) {
 	r := startRelay(t)
-	for _, accept := range []string{"application/json", "text/html"} {
+	for _, accept := range []string{"text/html", "image/png"} {
 		t.Run(accept, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodGet, r.url+"/events/notifications?token="+alice(t), nil)
 			req.Header.Set("Accept", accept)
@@ -102,6 +103,50 @@ func TestSSENotAcceptable(t *testing.T) {
 			}
 			if code := errorJSON(t, resp); code != "not_acceptable" {
 				t.Errorf("error: got %q, want not_acceptable", code)
+			}
+		})
+	}
+}
+
+// A stream URL asked for JSON answers the access check a stream would meet,
+// so a page whose EventSource closed can learn why.
+func TestStreamAccessCheck(t *testing.T) {
+	r := startRelay(t)
+	tests := []struct {
+		name, path, tok string
+		status          int
+		code            string
+	}{
+		{"allowed", "/events/projects/1/tickets", alice(t), http.StatusOK, ""},
+		{"other project", "/events/projects/9/tickets", alice(t), http.StatusForbidden, "forbidden"},
+		{"no token", "/events/notifications", "", http.StatusUnauthorized, "unauthorized"},
+		{"bad channel", "/events?channel=a%20b", alice(t), http.StatusBadRequest, "bad_request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := r.url + tt.path
+			if tt.tok != "" {
+				url = q(url, "token", tt.tok)
+			}
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
+			req.Header.Set("Accept", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status: got %d, want %d", resp.StatusCode, tt.status)
+			}
+			if tt.code != "" {
+				if code := errorJSON(t, resp); code != tt.code {
+					t.Errorf("error: got %q, want %q", code, tt.code)
+				}
+				return
+			}
+			var body struct{ Channels []string }
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || len(body.Channels) != 1 || body.Channels[0] != "project_1_tickets" {
+				t.Errorf("body: got %+v (%v), want the channel project_1_tickets", body, err)
 			}
 		})
 	}

@@ -48,57 +48,60 @@ func (g *gatedLog) Ping(context.Context) error { return g.pingErr }
 // TestSlowConsumerStream overflows a stream's live buffer while it is held
 // in its catch-up: the stream ends with a reason (SSE slow_consumer event,
 // WebSocket close 4008) and the client resumes from its cursor exactly.
+// Over both stores.
 func TestSlowConsumerStream(t *testing.T) {
 	const ch = "project_1_tickets"
-	for _, kind := range kinds {
-		t.Run(kind, func(t *testing.T) {
-			g := newGatedLog(nil)
-			r := startRelay(t, withLog(g.wrap))
-			url := q(r.url+"/events/projects/1/tickets", "token", alice(t))
-			c := mustConnect(t, kind, q(url, "last_event_id", "0"), nil)
-			<-g.entered // the catch-up is reading: nothing drains the buffer
-			drafts := make([]events.Draft, events.LiveBuffer+10)
-			for i := range drafts {
-				drafts[i], _ = events.NewDraft(ch, "flood", i)
-			}
-			if _, err := r.hub.Publish(context.Background(), drafts...); err != nil {
-				t.Fatal(err)
-			}
-			close(g.gate)
+	eachStoreAndKind(t, func(t *testing.T, st, kind string) {
+		g := newGatedLog(nil)
+		r := startRelay(t, withStore(st), withLog(g.wrap))
+		url := q(r.url+"/events/projects/1/tickets", "token", alice(t))
+		c := mustConnect(t, kind, q(url, "last_event_id", "0"), nil)
+		<-g.entered // the catch-up is reading: nothing drains the buffer
+		drafts := make([]events.Draft, events.LiveBuffer+10)
+		for i := range drafts {
+			drafts[i], _ = events.NewDraft(ch, "flood", i)
+		}
+		// Redis hands events to the hub over Pub/Sub, after Publish returns:
+		// open the gate only once the hub has offered them all.
+		await := r.delivered(t, ch, len(drafts))
+		if _, err := r.hub.Publish(context.Background(), drafts...); err != nil {
+			t.Fatal(err)
+		}
+		await()
+		close(g.gate)
 
-			var got []uint64
-			rest := c.ended(t)
-			for _, m := range rest {
-				if m.Kind == "message" {
-					got = append(got, seqOf(t, m.envID()))
-				}
+		var got []uint64
+		rest := c.ended(t)
+		for _, m := range rest {
+			if m.Kind == "message" {
+				got = append(got, seqOf(t, m.envID()))
 			}
-			if !slices.Equal(got, seqRange(1, uint64(len(got)))) {
-				t.Errorf("before the end: got seqs %v, want a run from 1", got)
+		}
+		if !slices.Equal(got, seqRange(1, uint64(len(got)))) {
+			t.Errorf("before the end: got seqs %v, want a run from 1", got)
+		}
+		switch kind {
+		case sseKind:
+			if last := rest[len(rest)-1]; last.Kind != "slow_consumer" || last.Env["message"] == "" {
+				t.Errorf("last message: got %q %v, want a slow_consumer event", last.Kind, last.Env)
 			}
-			switch kind {
-			case sseKind:
-				if last := rest[len(rest)-1]; last.Kind != "slow_consumer" || last.Env["message"] == "" {
-					t.Errorf("last message: got %q %v, want a slow_consumer event", last.Kind, last.Env)
-				}
-			case wsKind:
-				if c.code != transport.CloseSlowConsumer || c.reason == "" {
-					t.Errorf("close: got %d %q, want %d with a reason", c.code, c.reason, transport.CloseSlowConsumer)
-				}
+		case wsKind:
+			if c.code != transport.CloseSlowConsumer || c.reason == "" {
+				t.Errorf("close: got %d %q, want %d with a reason", c.code, c.reason, transport.CloseSlowConsumer)
 			}
+		}
 
-			cursor := c.resumeCursor()
-			if len(got) == 0 {
-				cursor = "0"
-			}
-			r.publishN(t, ch, 5) // while the client is away
-			c = mustConnect(t, kind, q(url, "last_event_id", cursor), nil)
-			resumed := seqs(t, c.live(t))
-			if want := seqRange(uint64(len(got))+1, uint64(len(drafts)+5)); !slices.Equal(resumed, want) {
-				t.Errorf("resumed: got %d seqs %v…, want %d from %d", len(resumed), head(resumed), len(want), len(got)+1)
-			}
-		})
-	}
+		cursor := c.resumeCursor()
+		if len(got) == 0 {
+			cursor = "0"
+		}
+		r.publishN(t, ch, 5) // while the client is away
+		c = mustConnect(t, kind, q(url, "last_event_id", cursor), nil)
+		resumed := seqs(t, c.live(t))
+		if want := seqRange(uint64(len(got))+1, uint64(len(drafts)+5)); !slices.Equal(resumed, want) {
+			t.Errorf("resumed: got %d seqs %v…, want %d from %d", len(resumed), head(resumed), len(want), len(got)+1)
+		}
+	})
 }
 
 // TestStoreFailure: a store that fails a read ends the stream (WebSocket

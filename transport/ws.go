@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -36,13 +37,16 @@ func (s *Server) upgrader() *websocket.Upgrader {
 // wsConn is one WebSocket client: the handler goroutine is its only writer,
 // readLoop its only reader.
 type wsConn struct {
-	conn    *websocket.Conn
-	sub     *events.Subscription
-	id      *auth.Identity
-	cfg     *Config
-	log     *slog.Logger
-	replies chan []byte   // answers from the reader, written by the writer
-	quit    chan struct{} // closed when the writer is done
+	srv      *Server
+	states   []*events.Event // presence_state messages, sent after history
+	projects []string        // projects whose presence channel this reads
+	conn     *websocket.Conn
+	sub      *events.Subscription
+	id       *auth.Identity
+	cfg      *Config
+	log      *slog.Logger
+	replies  chan []byte   // answers from the reader, written by the writer
+	quit     chan struct{} // closed when the writer is done
 }
 
 // serveWebSocket upgrades first, so that refusals reach the browser as close
@@ -72,9 +76,16 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 		return nil
 	}
 	defer sub.Close()
+	states, offline, err := s.goOnline(c.Request().Context(), req)
+	if err != nil {
+		closeWith(conn, classify(err).close, closeReason(err))
+		return nil
+	}
+	defer offline()
 
-	ws := &wsConn{conn: conn, sub: sub, id: req.id, cfg: &s.cfg,
-		log: s.logger.With("transport", "websocket", "user", req.id.UserID), replies: make(chan []byte, 8), quit: make(chan struct{})}
+	ws := &wsConn{srv: s, conn: conn, sub: sub, id: req.id, cfg: &s.cfg, states: states,
+		projects: presenceProjects(req.channels),
+		log:      s.logger.With("transport", "websocket", "user", req.id.UserID), replies: make(chan []byte, 8), quit: make(chan struct{})}
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
@@ -116,6 +127,12 @@ func (ws *wsConn) writeLoop(shutdown <-chan struct{}, readDone <-chan struct{}) 
 	if err := ws.sub.Replay(ctx, ws); err != nil {
 		return ws.failed(err)
 	}
+	for _, ev := range ws.states {
+		if err := ws.Event(ev); err != nil {
+			return ws.failed(err)
+		}
+	}
+	ws.states = nil
 	if err := ws.welcome(); err != nil {
 		return 0, ""
 	}
@@ -243,17 +260,21 @@ func (ws *wsConn) readLoop() {
 
 // clientMessage is what WebSocket clients send: {"type": …, …}.
 type clientMessage struct {
-	Type      string          `json:"type"`
+	action
 	Timestamp json.RawMessage `json:"timestamp,omitempty"`
+	ID        string          `json:"id"`
 }
 
-// handle answers one client message.
+// handle answers one client message: nil when there is nothing to say.
 func (ws *wsConn) handle(raw []byte) []byte {
 	var m clientMessage
 	if err := json.Unmarshal(raw, &m); err != nil || m.Type == "" {
 		return events.Control("error", "error", "bad_request",
 			"message", `send a JSON object with a "type", e.g. {"type":"ping","timestamp":123}`)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), ws.cfg.WriteTimeout)
+	defer cancel()
+	var err error
 	switch m.Type {
 	case "ping":
 		out, _ := json.Marshal(struct {
@@ -261,6 +282,39 @@ func (ws *wsConn) handle(raw []byte) []byte {
 			Timestamp json.RawMessage `json:"timestamp,omitempty"`
 		}{"pong", m.Timestamp})
 		return out
+	case "typing", "viewing":
+		var project string
+		if project, err = ws.project(m.action); err == nil {
+			err = ws.srv.act(ctx, ws.id, project, m.action)
+		}
+	case "mark_read":
+		if m.ID == "" {
+			err = fmt.Errorf(`mark_read needs the notification's "id": %w`, events.ErrInvalid)
+		} else {
+			_, _, err = ws.srv.hub.MarkRead(ctx, ws.id.UserID, []string{m.ID}, false)
+		}
+	default:
+		err = fmt.Errorf("relay does not know message type %q: %w", m.Type, events.ErrInvalid)
+		return events.Control("error", "error", "unknown_type", "message", message(err, classify(err)))
 	}
-	return events.Control("error", "error", "unknown_type", "message", "relay does not know message type "+m.Type)
+	if err != nil {
+		f := classify(err)
+		return events.Control("error", "error", f.code, "message", message(err, f), "request", m.Type)
+	}
+	return nil
+}
+
+// project is the project a presence action is for: its project_id, or the
+// connection's one presence channel.
+func (ws *wsConn) project(a action) (string, error) {
+	p, err := a.project()
+	switch {
+	case err != nil:
+		return "", err
+	case p != "":
+		return p, nil
+	case len(ws.projects) == 1:
+		return ws.projects[0], nil
+	}
+	return "", fmt.Errorf(`say which project: add "project_id" (this connection reads %d presence channels): %w`, len(ws.projects), events.ErrInvalid)
 }
