@@ -25,6 +25,11 @@ type config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	LogFormat       string
+	PresenceGrace   time.Duration
+	TypingTimeout   time.Duration
+	PresenceTTL     time.Duration
+	NotesMax        int
+	NotesAge        time.Duration
 	// Dev mode serves the demo page's token minting; on when RELAY_DEV is
 	// true, and by default when RELAY_JWT_SECRET is unset.
 	Dev string
@@ -60,6 +65,16 @@ var settings = []setting{
 		durationSetter(func(c *config) *time.Duration { return &c.HistoryAge })},
 	{"RELAY_MAX_PAYLOAD", "max-payload", "65536", "largest published event, in bytes",
 		intSetter(func(c *config) *int { return &c.MaxPayload })},
+	{"RELAY_PRESENCE_GRACE", "presence-grace", "5s", "how long a user stays online after their last connection closes (no left/joined flap on reload)",
+		durationSetter(func(c *config) *time.Duration { return &c.PresenceGrace })},
+	{"RELAY_TYPING_TIMEOUT", "typing-timeout", "6s", "typing ends by itself after this long without a refresh",
+		durationSetter(func(c *config) *time.Duration { return &c.TypingTimeout })},
+	{"RELAY_PRESENCE_TTL", "presence-ttl", "30s", "a process's hold on its online users; a dead process's users are announced left within 4/3 of it",
+		durationSetter(func(c *config) *time.Duration { return &c.PresenceTTL })},
+	{"RELAY_NOTIFICATIONS_MAX", "notifications-max", "1000", "notifications kept per user",
+		intSetter(func(c *config) *int { return &c.NotesMax })},
+	{"RELAY_NOTIFICATIONS_MAX_AGE", "notifications-max-age", "720h", "how long notifications are kept",
+		durationSetter(func(c *config) *time.Duration { return &c.NotesAge })},
 	{"RELAY_HEARTBEAT", "heartbeat", "15s", "SSE heartbeat and WebSocket ping interval",
 		durationSetter(func(c *config) *time.Duration { return &c.Heartbeat })},
 	{"RELAY_ALLOWED_ORIGINS", "allowed-origins", "", "comma-separated origins of other sites allowed to connect (empty: same origin only)",

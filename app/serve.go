@@ -30,6 +30,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	dev := cfg.devMode() // before an unset secret is replaced below
 	devSecret := cfg.JWTSecret == ""
 	if devSecret {
 		cfg.JWTSecret = randomSecret()
@@ -40,22 +41,30 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 
-	log, closeLog, err := openLog(ctx, cfg, logger)
+	be, err := openBackend(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer closeLog()
-	hub := events.NewHub(log, logger)
+	defer be.close()
+	hub := events.NewHub(be.log, logger)
+	hub.KeepNotifications(be.notes)
 	if err := hub.Start(ctx); err != nil {
 		return err
 	}
 	defer hub.Close()
+	tracker := events.NewTracker(hub, be.presence, events.PresenceConfig{
+		Grace: cfg.PresenceGrace, TypingTimeout: cfg.TypingTimeout, HoldTTL: cfg.PresenceTTL,
+	}, logger)
+	tracker.Start()
+	defer tracker.Close()
 
 	srv := transport.NewServer(hub, verifier, transport.Config{
 		Heartbeat:      cfg.Heartbeat,
 		MaxPayload:     cfg.MaxPayload,
 		AllowedOrigins: cfg.AllowedOrigins,
 	}, logger)
+	registerWeb(srv.Echo(), dev, []byte(cfg.JWTSecret), logger)
+	srv.SetPresence(tracker)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -93,18 +102,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return errors.Join(errs...)
 }
 
-// openLog returns the Redis log when REDIS_URL is set, else the memory log.
-func openLog(ctx context.Context, cfg config, logger *slog.Logger) (events.Log, func(), error) {
+// backend is what relay keeps: the event log, notifications and presence,
+// all in memory or all in Redis.
+type backend struct {
+	log      events.Log
+	notes    events.Notifications
+	presence events.Presence
+	close    func()
+}
+
+// openBackend uses Redis when REDIS_URL is set, else memory.
+func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (*backend, error) {
 	ret := events.Retention{MaxEvents: cfg.HistoryEvents, MaxAge: cfg.HistoryAge}
+	nret := events.NotificationRetention{MaxItems: cfg.NotesMax, MaxAge: cfg.NotesAge}
 	if cfg.RedisURL == "" {
 		m := store.NewMemory(ret)
-		return m, func() { m.Close() }, nil
+		return &backend{log: m, notes: store.NewMemoryNotifications(nret), presence: store.NewMemoryPresence(),
+			close: func() { m.Close() }}, nil
 	}
 	r, err := store.OpenRedis(ctx, cfg.RedisURL, store.RedisOptions{Prefix: cfg.RedisPrefix, Retention: ret, Logger: logger})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return r, func() { r.Close() }, nil
+	return &backend{log: r, notes: r.Notifications(nret), presence: r.Presence(), close: func() { r.Close() }}, nil
 }
 
 func storeName(cfg config) string {

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/relaydev/relay/auth"
+	"github.com/relaydev/relay/web"
+)
+
+// demoTokenTTL is how long a demo token lasts. Short on purpose: the demo
+// page then shows its client fetching a fresh token and resuming, every
+// couple of minutes, with nothing lost.
+const demoTokenTTL = 2 * time.Minute
+
+// demoPublish is what a demo token may publish to: project 1's channels (the
+// demo's ticket feed) and any user's notifications (its "notify" buttons).
+var demoPublish = []string{"project_1_*", "user_*_notifications"}
+
+// registerWeb serves the browser client and the demo page on e; in dev mode
+// the demo page may also mint tokens for its users, signed with secret.
+func registerWeb(e *echo.Echo, dev bool, secret []byte, logger *slog.Logger) {
+	var opt web.Options
+	if dev {
+		logger.Warn("dev mode: POST /api/dev/token mints tokens for the demo users (alice, bob, carol); never enable RELAY_DEV where relay verifies real tokens")
+		opt.MintDemoToken = func(name string) (string, error) {
+			u, _ := web.LookupDemoUser(name)
+			tok, err := auth.Mint(secret, auth.Identity{UserID: u.ID, Name: u.Name, Projects: u.Projects, Publish: demoPublish}, demoTokenTTL)
+			if err != nil {
+				logger.Error("mint demo token", "user", name, "err", err)
+			}
+			return tok, err
+		}
+	}
+	web.Register(e, opt)
+}
