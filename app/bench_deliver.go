@@ -128,6 +128,7 @@ func (s *benchSub) run(ctx context.Context, client *http.Client, url string, wan
 	}
 	defer resp.Body.Close()
 	br := bufio.NewReader(resp.Body)
+	named := false // inside a named (control) event, not a message
 	for s.got < want {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
@@ -135,9 +136,12 @@ func (s *benchSub) run(ctx context.Context, client *http.Client, url string, wan
 			return
 		}
 		switch {
-		case bytes.HasPrefix(line, []byte("id: ")):
-			readyOnce() // the cursor frame: the subscription is in place
-		case bytes.HasPrefix(line, []byte("data: ")):
+		case len(line) == 1: // the blank line that ends a frame
+			named = false
+		case bytes.HasPrefix(line, []byte("event: ")):
+			named = true
+			readyOnce() // connection_established: the subscription is in place
+		case bytes.HasPrefix(line, []byte("data: ")) && !named:
 			now := time.Now()
 			if sent, ok := sentAt(line); ok {
 				s.samples = append(s.samples, now.Sub(sent))

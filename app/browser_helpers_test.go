@@ -212,20 +212,6 @@ func notification(user string, n int) map[string]any {
 		"data": map[string]any{"id": fmt.Sprintf("note-%d", n), "title": fmt.Sprintf("Notification %d", n), "message": "from the test"}}
 }
 
-// pending skips a test of a feature the server does not have yet (issue 3:
-// presence and notifications), detected by its route answering 404.
-func pending(t *testing.T, url, path string) {
-	t.Helper()
-	resp, err := http.Get(url + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		t.Skipf("pending issue 3: %s answers 404 (not implemented yet)", path)
-	}
-}
-
 // sameIDs fails unless got is want: every event once, in order.
 func sameIDs(t *testing.T, what string, got, want []string) {
 	t.Helper()

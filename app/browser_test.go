@@ -171,7 +171,6 @@ func TestBrowserTokenRefresh(t *testing.T) {
 func TestBrowserPresenceAndTyping(t *testing.T) {
 	b := browser(t)
 	r := start(t, devEnv(map[string]string{"RELAY_PRESENCE_GRACE": "500ms", "RELAY_TYPING_TIMEOUT": "3s"}))
-	pending(t, r.url, "/api/projects/1/presence")
 	alice, _ := tab(t, b)
 	bob, closeBob := tab(t, b)
 	openDemo(t, alice, r.url, "user=alice")                 // SSE: actions over HTTP
@@ -215,7 +214,6 @@ func TestBrowserUnreadAcrossTabs(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			b := browser(t)
 			r := start(t, devEnv(nil))
-			pending(t, r.url, "/api/notifications")
 			one, _ := tab(t, b)
 			two, _ := tab(t, b)
 			openDemo(t, one, r.url, c.query)

@@ -154,14 +154,19 @@ func openStream(t *testing.T, url string) *stream {
 		sc := bufio.NewScanner(resp.Body)
 		readyOnce := sync.OnceFunc(func() { close(ready) })
 		defer readyOnce()
+		named := false // this frame is a named (control) event, not a message
 		for sc.Scan() {
 			line := sc.Text()
 			switch {
-			case strings.HasPrefix(line, "id: "):
+			case line == "":
+				named = false
+			case strings.HasPrefix(line, "event: connection_established"):
+				named = true
 				readyOnce()
 			case strings.HasPrefix(line, "event: "):
+				named = true
 				s.names <- strings.TrimPrefix(line, "event: ")
-			case strings.HasPrefix(line, "data: "):
+			case strings.HasPrefix(line, "data: ") && !named:
 				s.data <- strings.TrimPrefix(line, "data: ")
 			}
 		}

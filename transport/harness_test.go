@@ -641,7 +641,7 @@ func (c *client) readSSE(s *sse) {
 		switch {
 		case f.Comment:
 			continue
-		case f.Data == "" && f.Event == "" && f.HasID:
+		case f.Data == "" && f.Event == "" && f.HasID, f.Event == "connection_established":
 			m.Kind = "cursor"
 		case f.Data == "" && f.Event == "":
 			continue // a retry hint alone

@@ -160,8 +160,9 @@ func (st *sseStream) end(ctx context.Context, err error) {
 }
 
 // begin sends the retry hint, the history after the cursor, presence states,
-// then the whole cursor as an event without data: EventSource records it as the last event
-// id without dispatching anything.
+// then a named connection_established event whose id line is the whole
+// cursor: EventSource records it, and a page listening for the event learns
+// the cursor of channels that have had no event yet.
 func (st *sseStream) begin(ctx context.Context) error {
 	st.buf = strconv.AppendInt(append(st.buf[:0], "retry: "...), st.cfg.Retry.Milliseconds(), 10)
 	if err := st.write(append(st.buf, "\n\n"...)); err != nil {
@@ -179,7 +180,9 @@ func (st *sseStream) begin(ctx context.Context) error {
 		}
 	}
 	st.states = nil
-	st.buf = st.sub.AppendCursor(append(st.buf[:0], "id: "...))
+	st.buf = st.sub.AppendCursor(append(st.buf[:0], "event: connection_established\nid: "...))
+	st.buf = append(st.buf, "\ndata: "...)
+	st.buf = append(st.buf, welcome(st.sub)...)
 	if err := st.write(append(st.buf, "\n\n"...)); err != nil {
 		return err
 	}

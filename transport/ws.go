@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -226,13 +227,19 @@ func (ws *wsConn) Reset(channel string) error {
 // welcome tells the client it is live, with its whole cursor, so a client
 // that has not received an event on some channel can still resume it.
 func (ws *wsConn) welcome() error {
+	ws.deadline()
+	return ws.conn.WriteMessage(websocket.TextMessage, welcome(ws.sub))
+}
+
+// welcome is the connection_established message, the same on both
+// transports: {"type","channels","cursor"}.
+func welcome(sub *events.Subscription) []byte {
 	msg, _ := json.Marshal(struct {
 		Type     string   `json:"type"`
 		Channels []string `json:"channels"`
 		Cursor   string   `json:"cursor"`
-	}{"connection_established", ws.sub.Channels(), string(ws.sub.AppendCursor(nil))})
-	ws.deadline()
-	return ws.conn.WriteMessage(websocket.TextMessage, msg)
+	}{"connection_established", sub.Channels(), string(sub.AppendCursor(nil))})
+	return msg
 }
 
 // readLoop reads client messages until the connection ends; pongs extend
@@ -262,7 +269,19 @@ func (ws *wsConn) readLoop() {
 type clientMessage struct {
 	action
 	Timestamp json.RawMessage `json:"timestamp,omitempty"`
-	ID        string          `json:"id"`
+	ID        json.RawMessage `json:"id"` // a string, or a number (a notification's numeric data.id)
+}
+
+// id returns the message's "id" as text: a string's value, a number's digits.
+func (m clientMessage) id() string {
+	var s string
+	if err := json.Unmarshal(m.ID, &s); err == nil {
+		return s
+	}
+	if _, err := strconv.ParseInt(string(m.ID), 10, 64); err == nil {
+		return string(m.ID)
+	}
+	return ""
 }
 
 // handle answers one client message: nil when there is nothing to say.
@@ -288,10 +307,10 @@ func (ws *wsConn) handle(raw []byte) []byte {
 			err = ws.srv.act(ctx, ws.id, project, m.action)
 		}
 	case "mark_read":
-		if m.ID == "" {
-			err = fmt.Errorf(`mark_read needs the notification's "id": %w`, events.ErrInvalid)
+		if id := m.id(); id == "" {
+			err = fmt.Errorf(`mark_read needs the notification's "id", a string or a whole number: %w`, events.ErrInvalid)
 		} else {
-			_, _, err = ws.srv.hub.MarkRead(ctx, ws.id.UserID, []string{m.ID}, false)
+			_, _, err = ws.srv.hub.MarkRead(ctx, ws.id.UserID, []string{id}, false)
 		}
 	default:
 		err = fmt.Errorf("relay does not know message type %q: %w", m.Type, events.ErrInvalid)
