@@ -62,12 +62,17 @@ func eachStoreAndKind(t *testing.T, f func(t *testing.T, st, kind string)) {
 }
 
 // relay is a relay on a real listener, over a memory or Redis log.
+//
+// Like app/serve.go, every relay keeps notifications (hub.KeepNotifications)
+// and tracks presence (an events.Tracker given to SetPresence), in the same
+// store as its log.
 type relay struct {
-	url    string
-	srv    *transport.Server
-	hub    *events.Hub
-	ts     *httptest.Server
-	prefix string // the Redis store's key prefix; "" over memory
+	url     string
+	srv     *transport.Server
+	hub     *events.Hub
+	tracker *events.Tracker
+	ts      *httptest.Server
+	prefix  string // the Redis store's key prefix; "" over memory
 }
 
 type option func(*settings)
@@ -78,6 +83,8 @@ type settings struct {
 	ret   events.Retention
 	store string                      // memoryStore (the default) or redisStore
 	wrap  func(events.Log) events.Log // wraps the store's log, if set
+	// presence tunes the tracker; zero fields take the app's defaults.
+	presence events.PresenceConfig
 }
 
 // withConfig adjusts the transport configuration.
@@ -96,6 +103,24 @@ func withStore(kind string) option {
 	return func(s *settings) { s.store = kind }
 }
 
+// withPresence sets the presence tracker's timers (zero: the default).
+func withPresence(cfg events.PresenceConfig) option {
+	return func(s *settings) { s.presence = cfg }
+}
+
+// Short presence timers for tests: a 300 ms grace period, typing that ends
+// 500 ms after its last refresh, holds that last 3 s.
+const (
+	testGrace   = 300 * time.Millisecond
+	testTyping  = 500 * time.Millisecond
+	testHoldTTL = 3 * time.Second
+)
+
+// withFastPresence is withPresence with the short test timers.
+func withFastPresence() option {
+	return withPresence(events.PresenceConfig{Grace: testGrace, TypingTimeout: testTyping, HoldTTL: testHoldTTL})
+}
+
 // withLog wraps the relay's log, to slow it down or make it fail.
 func withLog(wrap func(events.Log) events.Log) option {
 	return func(s *settings) { s.wrap = wrap }
@@ -107,20 +132,24 @@ func startRelay(t *testing.T, opts ...option) *relay {
 	for _, o := range opts {
 		o(&set)
 	}
-	base, prefix, closeLog := openStore(t, set)
-	log := base
+	be := openStore(t, set)
+	log := be.log
 	if set.wrap != nil {
-		log = set.wrap(base)
+		log = set.wrap(be.log)
 	}
 	hub := events.NewHub(log, nil)
+	hub.KeepNotifications(be.notes)
 	if err := hub.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	tracker := events.NewTracker(hub, be.presence, set.presence, nil)
+	tracker.Start()
 	v, err := auth.NewVerifier(secret)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := transport.NewServer(hub, v, set.cfg, nil)
+	srv.SetPresence(tracker)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -130,20 +159,31 @@ func startRelay(t *testing.T, opts ...option) *relay {
 		}
 		ts.CloseClientConnections()
 		ts.Close()
+		tracker.Close() // before the hub it publishes to
 		hub.Close()
-		closeLog()
+		be.close()
 	})
-	return &relay{url: ts.URL, srv: srv, hub: hub, ts: ts, prefix: prefix}
+	return &relay{url: ts.URL, srv: srv, hub: hub, tracker: tracker, ts: ts, prefix: be.prefix}
 }
 
-// openStore opens the log set names and returns it with its Redis key
-// prefix ("" for memory) and its Close.
-func openStore(t *testing.T, set settings) (events.Log, string, func()) {
+// backend is what a relay keeps, as in app/serve.go: the event log,
+// notifications and presence, in one store.
+type backend struct {
+	log      events.Log
+	notes    events.Notifications
+	presence events.Presence
+	prefix   string // the Redis key prefix; "" for memory
+	close    func()
+}
+
+// openStore opens the store set names.
+func openStore(t *testing.T, set settings) backend {
 	t.Helper()
 	switch set.store {
 	case "", memoryStore:
 		mem := store.NewMemory(set.ret)
-		return mem, "", func() { mem.Close() }
+		return backend{log: mem, notes: store.NewMemoryNotifications(events.NotificationRetention{}),
+			presence: store.NewMemoryPresence(), close: func() { mem.Close() }}
 	case redisStore:
 		// Prefix registers its key cleanup first, so it runs after the
 		// relay's cleanup has closed the log.
@@ -156,14 +196,15 @@ func openStore(t *testing.T, set settings) (events.Log, string, func()) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return rl, prefix, func() {
-			if err := rl.Close(); err != nil {
-				t.Errorf("close redis log: %v", err)
-			}
-		}
+		return backend{log: rl, notes: rl.Notifications(events.NotificationRetention{}), presence: rl.Presence(),
+			prefix: prefix, close: func() {
+				if err := rl.Close(); err != nil {
+					t.Errorf("close redis log: %v", err)
+				}
+			}}
 	}
 	t.Fatalf("unknown store %q, want one of %v", set.store, storeKinds)
-	return nil, "", nil
+	return backend{}
 }
 
 // wipeRedis deletes every key of the relay's Redis log, as a Redis restarted
