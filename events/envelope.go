@@ -15,12 +15,33 @@ const DefaultMaxPayload = 64 << 10
 
 // reserved are the envelope members relay sets; a publisher's own values for
 // them are replaced.
-var reserved = map[string]bool{"id": true, "channel": true, "ts": true}
+var reserved = map[string]bool{"id": true, "channel": true, "ts": true, "idempotency_key": true}
+
+// ValidateIdempotencyKey checks a key: 1–MaxIdempotencyKey bytes of
+// printable ASCII (a UUID, a hash, "ticket-5-update-17").
+func ValidateIdempotencyKey(key string) error {
+	if key == "" || len(key) > MaxIdempotencyKey {
+		return fmt.Errorf("idempotency key must be 1-%d bytes: %w", MaxIdempotencyKey, ErrInvalid)
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x21 || key[i] > 0x7e {
+			return fmt.Errorf("idempotency key must be printable ASCII without spaces: %w", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// MaxIdempotencyKey is the longest idempotency key, in bytes.
+const MaxIdempotencyKey = 200
 
 // Draft is an event accepted for publishing but not yet in a log.
 type Draft struct {
 	Channel string
 	Type    string
+	// IdempotencyKey, when set, makes the append at most once per channel
+	// within IdempotencyWindow: a draft whose key the channel has seen is not
+	// stored again (see Log.Append). It is not part of the envelope.
+	IdempotencyKey string
 	// Fields are the published object's members other than id, channel and ts,
 	// encoded as JSON object members without the braces: `"type":"x","data":{…}`.
 	Fields []byte
@@ -49,6 +70,14 @@ func ParseDraft(raw []byte, maxPayload int) (Draft, error) {
 	}
 	if err := json.Unmarshal(members["type"], &d.Type); err != nil || d.Type == "" {
 		return Draft{}, fmt.Errorf("event needs a non-empty \"type\" string: %w", ErrInvalid)
+	}
+	if raw, ok := members["idempotency_key"]; ok {
+		if err := json.Unmarshal(raw, &d.IdempotencyKey); err != nil {
+			return Draft{}, fmt.Errorf("event's \"idempotency_key\" must be a string: %w", ErrInvalid)
+		}
+		if err := ValidateIdempotencyKey(d.IdempotencyKey); err != nil {
+			return Draft{}, err
+		}
 	}
 	for k := range reserved {
 		delete(members, k)
@@ -86,6 +115,10 @@ type Event struct {
 	// Ephemeral events (typing, viewing) are broadcast, never stored: they
 	// have no position, no "id" and no SSE id line, and are never replayed.
 	Ephemeral bool
+	// Repeat is set on what Append returns for a draft whose idempotency key
+	// the channel had already seen: nothing was stored, Pos and Time are the
+	// first append's, and Fields are the draft's (not necessarily the first's).
+	Repeat bool
 
 	once  sync.Once
 	frame []byte // "id: <id>\ndata: <envelope>\n\n"

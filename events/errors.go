@@ -23,4 +23,8 @@ var (
 	ErrSlowConsumer = errors.New("subscriber too slow")
 	// ErrClosed: the hub or store was closed.
 	ErrClosed = errors.New("closed")
+	// ErrUnavailable: the store did not answer in time (down, stalled,
+	// failing over). For an append the outcome is unknown: the events may or
+	// may not be stored, so a retry must carry the same idempotency keys.
+	ErrUnavailable = errors.New("store unavailable")
 )

@@ -25,7 +25,7 @@ func (h *Hub) record(ctx context.Context, evs []*Event) error {
 	var byUser map[string][]*Event
 	for _, ev := range evs {
 		user, ok := UserOfNotifications(ev.Channel)
-		if !ok || ev.Type == NotificationReadType {
+		if !ok || ev.Type == NotificationReadType || ev.Repeat {
 			continue
 		}
 		if byUser == nil {

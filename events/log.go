@@ -13,7 +13,13 @@ type Log interface {
 	// When it returns nil, every event is in the log. Events of one channel
 	// get consecutive sequence numbers in the order given, and each channel's
 	// append is atomic; a batch over several channels is not atomic as a
-	// whole (on error, a prefix of it may be stored).
+	// whole (on error, a prefix of it may be stored). Each draft is stored at
+	// most once: a store never re-sends an append on its own.
+	//
+	// A draft with an IdempotencyKey that its channel has seen within
+	// IdempotencyWindow is not stored again: Append returns, in its place, an
+	// event with Repeat set and the first append's position and time. An
+	// error wrapping ErrUnavailable means the outcome is unknown.
 	Append(ctx context.Context, drafts []Draft) ([]*Event, error)
 
 	// Read returns up to limit events of channel after position after, oldest
@@ -36,6 +42,11 @@ type Log interface {
 	// place; stop ends it and waits for its goroutines.
 	Watch(ctx context.Context, deliver func(*Event), resync func()) (stop func(), err error)
 }
+
+// IdempotencyWindow is how long a channel remembers an idempotency key: a
+// publish retried within it (a backend's timeout, a relay that died
+// mid-request) answers the first one's id and stores nothing.
+const IdempotencyWindow = 5 * time.Minute
 
 // Retention bounds each channel's history; both bounds apply.
 type Retention struct {

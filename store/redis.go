@@ -101,43 +101,6 @@ func OpenRedis(ctx context.Context, rawURL string, opt RedisOptions) (*Redis, er
 	return r, nil
 }
 
-// newRedisClient picks the client a URL asks for:
-//   - ?master_name=M (and more sentinels as &addr=host:port): Sentinel;
-//   - ?cluster=true, or more seed nodes as &addr=host:port: Cluster;
-//   - otherwise a single node.
-func newRedisClient(rawURL string) (redis.UniversalClient, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, err
-	}
-	q := u.Query()
-	switch {
-	case q.Has("master_name"):
-		o, err := redis.ParseFailoverURL(rawURL)
-		if err != nil {
-			return nil, err
-		}
-		return redis.NewFailoverClient(o), nil
-	case q.Has("cluster") || q.Has("addr"):
-		cluster, err := strconv.ParseBool(q.Get("cluster"))
-		if q.Has("cluster") && (err != nil || !cluster) {
-			return nil, fmt.Errorf("cluster=%q: want cluster=true", q.Get("cluster"))
-		}
-		q.Del("cluster")
-		u.RawQuery = q.Encode()
-		o, err := redis.ParseClusterURL(u.String())
-		if err != nil {
-			return nil, err
-		}
-		return redis.NewClusterClient(o), nil
-	}
-	o, err := redis.ParseURL(rawURL)
-	if err != nil {
-		return nil, err
-	}
-	return redis.NewClient(o), nil
-}
-
 // NewRedis returns a log on client, which it checks (PING) and prepares (it
 // loads the scripts). Close leaves client open.
 func NewRedis(ctx context.Context, client redis.UniversalClient, opt RedisOptions) (*Redis, error) {
@@ -170,17 +133,6 @@ func NewRedis(ctx context.Context, client redis.UniversalClient, opt RedisOption
 		}
 	}
 	return r, nil
-}
-
-// describe names where client connects, for error messages.
-func describe(client redis.UniversalClient) string {
-	switch c := client.(type) {
-	case *redis.Client:
-		return c.Options().Addr
-	case *redis.ClusterClient:
-		return strings.Join(c.Options().Addrs, ",")
-	}
-	return "the configured address"
 }
 
 // keys returns a channel's meta hash and stream keys, in one hash slot.

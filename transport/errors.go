@@ -24,6 +24,7 @@ const (
 	CloseGoingAway    = 1001 // the server is shutting down: reconnect elsewhere
 	CloseTooBig       = 1009 // a message over the size limit
 	CloseInternal     = 1011 // a server fault
+	CloseTryAgain     = 1013 // the store is unavailable: reconnect after a pause
 )
 
 // failure is how one kind of error looks on the wire.
@@ -51,6 +52,8 @@ var failures = []struct {
 	{events.ErrNotFound, failure{http.StatusNotFound, "not_found", CloseNotFound, ""}},
 	{events.ErrSlowConsumer, failure{http.StatusServiceUnavailable, "slow_consumer", CloseSlowConsumer,
 		"you fell behind the event rate; reconnect with last_event_id"}},
+	{events.ErrUnavailable, failure{http.StatusServiceUnavailable, "store_unavailable", CloseTryAgain,
+		"relay's store is unavailable; retry shortly with last_event_id"}},
 	{events.ErrClosed, failure{http.StatusServiceUnavailable, "shutting_down", CloseGoingAway,
 		"relay is restarting; reconnect with last_event_id"}},
 }
