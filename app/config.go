@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -30,18 +31,74 @@ type config struct {
 	PresenceTTL     time.Duration
 	NotesMax        int
 	NotesAge        time.Duration
-	// Dev mode serves the demo page's token minting; on when RELAY_DEV is
-	// true, and by default when RELAY_JWT_SECRET is unset.
+	// Dev is RELAY_DEV as given ("" when unset); see resolveDev.
 	Dev string
+	// DevRemote lets clients beyond this machine mint demo tokens.
+	DevRemote bool
+
+	addrDefault bool   // RELAY_ADDR, PORT and -addr are all unset
+	platform    string // the variable that says a hosting platform runs relay
 }
 
-// devMode reports whether relay runs in dev mode (see config.Dev).
-func (c config) devMode() bool {
-	if c.Dev == "" {
-		return c.JWTSecret == ""
+// platformVars are variables that hosting platforms set: where one is set,
+// relay may be in production, and never turns dev mode on by itself.
+var platformVars = []string{"FLY_APP_NAME", "FLY_MACHINE_ID", "K_SERVICE", "DYNO", "RENDER",
+	"RAILWAY_ENVIRONMENT", "KUBERNETES_SERVICE_HOST", "ECS_CONTAINER_METADATA_URI_V4"}
+
+// devAddr is where an automatic dev mode listens: this machine only.
+const devAddr = "127.0.0.1:8080"
+
+// resolveDev settles dev mode, in which relay may run without
+// RELAY_JWT_SECRET (tokens are then verified with a random secret) and the
+// demo page may mint tokens. It is on when RELAY_DEV=true, off when
+// RELAY_DEV=false, and when RELAY_DEV is unset, on only if the secret is unset
+// where this cannot be production: no REDIS_URL, no hosting platform, and a
+// listen address on this machine (the default address then becomes
+// 127.0.0.1:8080). Where it could be production and no secret is set, relay
+// refuses to start, saying what to set: it never opens up by itself.
+func (c *config) resolveDev() (bool, error) {
+	if c.Dev != "" {
+		on, _ := strconv.ParseBool(c.Dev)
+		if !on && c.JWTSecret == "" {
+			return false, fmt.Errorf("RELAY_DEV=false and RELAY_JWT_SECRET is not set: %s", setSecret)
+		}
+		return on, nil
 	}
-	on, _ := strconv.ParseBool(c.Dev)
-	return on
+	if c.JWTSecret != "" {
+		return false, nil
+	}
+	var why string
+	switch {
+	case c.RedisURL != "":
+		why = "REDIS_URL is set"
+	case c.platform != "":
+		why = c.platform + " is set (a hosting platform)"
+	case !c.addrDefault && !loopbackAddr(c.Addr):
+		why = "relay would listen on " + c.Addr + ", beyond this machine"
+	}
+	if why != "" {
+		return false, fmt.Errorf("RELAY_JWT_SECRET is not set and %s, so this may be production: %s, or RELAY_DEV=true to run the demo with a random secret", why, setSecret)
+	}
+	if c.addrDefault {
+		c.Addr = devAddr
+	}
+	return true, nil
+}
+
+const setSecret = "set RELAY_JWT_SECRET to the key your backend signs tokens with (Django with simplejwt: SIMPLE_JWT[\"SIGNING_KEY\"], by default SECRET_KEY; at least 16 bytes)"
+
+// loopbackAddr reports whether a listen address only takes this machine's
+// connections ("localhost:8080", "127.0.0.1:0", "[::1]:80").
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // setting is one row of the configuration table.
@@ -85,7 +142,16 @@ var settings = []setting{
 		func(c *config, v string) error { c.LogLevel = v; return nil }},
 	{"RELAY_LOG_FORMAT", "log-format", "text", "text or json",
 		func(c *config, v string) error { c.LogFormat = v; return nil }},
-	{"RELAY_DEV", "dev", "", "dev mode: the demo page may mint demo tokens (default: on when RELAY_JWT_SECRET is unset)",
+	{"RELAY_DEV_REMOTE", "dev-remote", "false", "dev mode: let clients beyond this machine mint demo tokens (a public demo)",
+		func(c *config, v string) error {
+			on, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("want true or false")
+			}
+			c.DevRemote = on
+			return nil
+		}},
+	{"RELAY_DEV", "dev", "", "dev mode: no secret needed (a random one), the demo page may mint tokens for this machine's clients (unset: on only when RELAY_JWT_SECRET, REDIS_URL and any hosting platform are unset, listening on 127.0.0.1)",
 		func(c *config, v string) error {
 			if _, err := strconv.ParseBool(v); v != "" && err != nil {
 				return fmt.Errorf("want true or false")
@@ -123,8 +189,17 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		if f, ok := flagged[s.flag]; ok {
 			v, src = f, "-"+s.flag
 		}
+		if s.env == "RELAY_ADDR" {
+			c.addrDefault = src == "default"
+		}
 		if err := s.set(&c, v); err != nil {
 			return c, fmt.Errorf("%s=%q: %v", src, v, err)
+		}
+	}
+	for _, v := range platformVars {
+		if getenv(v) != "" {
+			c.platform = v
+			break
 		}
 	}
 	return c, nil

@@ -30,11 +30,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	dev := cfg.devMode() // before an unset secret is replaced below
+	dev, err := cfg.resolveDev()
+	if err != nil {
+		return err
+	}
 	devSecret := cfg.JWTSecret == ""
 	if devSecret {
 		cfg.JWTSecret = randomSecret()
-		logger.Warn("RELAY_JWT_SECRET is not set: verifying tokens with a random secret for this run only; set it to your backend's signing key before deploying")
+		logger.Warn("dev mode: RELAY_JWT_SECRET is not set, so tokens are verified with a random secret for this run only (never printed); set it to your backend's signing key before deploying")
 	}
 	verifier, err := auth.NewVerifier([]byte(cfg.JWTSecret))
 	if err != nil {
@@ -63,7 +66,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MaxPayload:     cfg.MaxPayload,
 		AllowedOrigins: cfg.AllowedOrigins,
 	}, logger)
-	registerWeb(srv.Echo(), dev, []byte(cfg.JWTSecret), logger)
+	registerWeb(srv.Echo(), dev, cfg.DevRemote, []byte(cfg.JWTSecret), logger)
 	srv.SetPresence(tracker)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -83,7 +86,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	url := "http://" + displayAddr(ln.Addr())
 	if devSecret {
-		printDevHint(stdout, url, cfg.JWTSecret)
+		printDevHint(stdout, url, []byte(cfg.JWTSecret))
 	}
 	fmt.Fprintf(stdout, "relay listening on %s (store: %s)\n", url, storeName(cfg))
 
@@ -167,17 +170,18 @@ func displayAddr(a net.Addr) string {
 	return net.JoinHostPort(host, port)
 }
 
-func printDevHint(w io.Writer, url, secret string) {
-	tok, err := auth.Mint([]byte(secret), auth.Identity{UserID: "1", Name: "alice", Projects: []string{"1", "2"}, Publish: []string{"*"}}, 24*time.Hour)
+// printDevHint prints a dev token and how to use it; never the secret.
+func printDevHint(w io.Writer, url string, secret []byte) {
+	tok, err := auth.Mint(secret, auth.Identity{UserID: "1", Name: "alice", Projects: []string{"1", "2"}, Publish: []string{"*"}}, 8*time.Hour)
 	if err != nil {
 		return
 	}
-	fmt.Fprintf(w, `RELAY_JWT_SECRET is not set: this run verifies tokens with a random secret (dev only).
-A dev token for user 1 (alice, projects 1 and 2, may publish anywhere), valid 24h:
+	fmt.Fprintf(w, `dev mode: RELAY_JWT_SECRET is not set, so this run verifies tokens with a random secret.
+A dev token for user 1 (alice, projects 1 and 2, may publish anywhere), valid 8h:
   %s
 Try:
   curl -N -H 'Accept: text/event-stream' '%s/events/notifications?token=%s'
   curl -H 'Authorization: Bearer %s' -d '{"channel":"user_1_notifications","type":"notification","data":{"title":"hi"}}' %s/api/publish
-More tokens: RELAY_JWT_SECRET=%s go run ./app token --sub 2 --name bob --projects 1
-`, tok, url, tok, tok, url, secret)
+The demo page is %s/ ; more tokens: curl -d '{"user":"bob"}' %s/api/dev/token
+`, tok, url, tok, tok, url, url, url)
 }

@@ -93,7 +93,7 @@ func TestConfigPrecedence(t *testing.T) {
 func TestDevModePrintsToken(t *testing.T) {
 	inst := start(t, map[string]string{})
 	out := inst.out.String()
-	_, rest, ok := strings.Cut(out, "valid 24h:\n  ")
+	_, rest, ok := strings.Cut(out, "valid 8h:\n  ")
 	if !ok {
 		t.Fatalf("dev hint missing from output:\n%s", out)
 	}

@@ -20,11 +20,16 @@ const demoTokenTTL = 2 * time.Minute
 var demoPublish = []string{"project_1_*", "user_*_notifications"}
 
 // registerWeb serves the browser client and the demo page on e; in dev mode
-// the demo page may also mint tokens for its users, signed with secret.
-func registerWeb(e *echo.Echo, dev bool, secret []byte, logger *slog.Logger) {
-	var opt web.Options
+// the demo page may also mint tokens for its users, signed with secret, for
+// this machine's clients only unless remote.
+func registerWeb(e *echo.Echo, dev, remote bool, secret []byte, logger *slog.Logger) {
+	opt := web.Options{DemoTokensFromAnywhere: remote}
 	if dev {
-		logger.Warn("dev mode: POST /api/dev/token mints tokens for the demo users (alice, bob, carol); never enable RELAY_DEV where relay verifies real tokens")
+		who := "clients on this machine"
+		if remote {
+			who = "any client (RELAY_DEV_REMOTE=true)"
+		}
+		logger.Warn("dev mode: POST /api/dev/token mints tokens for the demo users (alice, bob, carol) for " + who + "; never enable RELAY_DEV where relay verifies real tokens")
 		opt.MintDemoToken = func(name string) (string, error) {
 			u, _ := web.LookupDemoUser(name)
 			tok, err := auth.Mint(secret, auth.Identity{UserID: u.ID, Name: u.Name, Projects: u.Projects, Publish: demoPublish}, demoTokenTTL)

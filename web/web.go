@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"path"
 	"strconv"
@@ -31,6 +32,11 @@ type Options struct {
 	// DemoUsers). It is set only in dev mode: when nil, POST /api/dev/token
 	// answers 404.
 	MintDemoToken func(user string) (token string, err error)
+	// DemoTokensFromAnywhere lets any client mint demo tokens. By default
+	// only a client on this machine may: a loopback peer that came through no
+	// proxy (no forwarding header), so a dev relay reachable from elsewhere
+	// hands nobody else a token.
+	DemoTokensFromAnywhere bool
 }
 
 // DemoUser is one of the demo page's users.
@@ -130,7 +136,7 @@ func Register(e *echo.Echo, opt Options) {
 		e.GET(url, a.serve)
 		e.HEAD(url, a.serve)
 	}
-	e.POST("/api/dev/token", devToken(opt.MintDemoToken))
+	e.POST("/api/dev/token", devToken(opt.MintDemoToken, opt.DemoTokensFromAnywhere))
 }
 
 func (a *asset) serve(c echo.Context) error {
@@ -152,11 +158,15 @@ type errorBody struct {
 
 // devToken answers POST /api/dev/token {"user":"alice"} with a token for
 // that demo user, in dev mode only.
-func devToken(mint func(string) (string, error)) echo.HandlerFunc {
+func devToken(mint func(string) (string, error), anywhere bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if mint == nil {
 			return c.JSON(http.StatusNotFound, errorBody{"not_found",
 				"demo tokens are minted only in dev mode: start relay with RELAY_DEV=true (never where it verifies real tokens)"})
+		}
+		if !anywhere && !fromThisMachine(c.Request()) {
+			return c.JSON(http.StatusForbidden, errorBody{"forbidden",
+				"demo tokens are minted for clients on relay's own machine only; for a public demo start relay with RELAY_DEV_REMOTE=true"})
 		}
 		var req struct {
 			User string `json:"user"`
@@ -179,6 +189,25 @@ func devToken(mint func(string) (string, error)) echo.HandlerFunc {
 		c.Response().Header().Set("Cache-Control", "no-store")
 		return c.JSON(http.StatusOK, map[string]any{"token": tok, "user_id": u.ID, "name": u.Name, "projects": u.Projects})
 	}
+}
+
+// forwardingHeaders are set by proxies: a request carrying one came from
+// elsewhere, whatever its peer address.
+var forwardingHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip", "Fly-Client-Ip", "Cf-Connecting-Ip", "True-Client-Ip"}
+
+// fromThisMachine reports whether r came from a loopback peer through no proxy.
+func fromThisMachine(r *http.Request) bool {
+	for _, h := range forwardingHeaders {
+		if r.Header.Get(h) != "" {
+			return false
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func clip(s string) string {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -202,4 +203,79 @@ func TestDemoUsers(t *testing.T) {
 	if u, ok := web.LookupDemoUser("alice"); !ok || u.ID != "1" || u.Projects[0] != "1" {
 		t.Fatalf("got %+v, %v; want alice, user 1 of project 1 (DemoUsers must return a copy)", u, ok)
 	}
+}
+
+// TestDevTokenThisMachineOnly: in dev mode a demo token goes only to a client
+// on relay's own machine, unless DemoTokensFromAnywhere is set.
+func TestDevTokenThisMachineOnly(t *testing.T) {
+	mint := func(user string) (string, error) { return "tok-" + user, nil }
+	local := server(t, web.Options{MintDemoToken: mint})
+	anywhere := server(t, web.Options{MintDemoToken: mint, DemoTokensFromAnywhere: true})
+	for _, c := range []struct {
+		name   string
+		url    string
+		header string
+		status int
+	}{
+		{"loopback", local.URL, "", 200},
+		{"through a proxy", local.URL, "X-Forwarded-For", 403},
+		{"through Fly's proxy", local.URL, "Fly-Client-IP", 403},
+		{"Forwarded", local.URL, "Forwarded", 403},
+		{"anywhere allowed, through a proxy", anywhere.URL, "X-Forwarded-For", 200},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, c.url+"/api/dev/token", strings.NewReader(`{"user":"alice"}`))
+			if c.header != "" {
+				req.Header.Set(c.header, "203.0.113.7")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			if resp.StatusCode != c.status {
+				t.Fatalf("got %d %v, want %d", resp.StatusCode, body, c.status)
+			}
+			if c.status == 403 && (body["error"] != "forbidden" || !strings.Contains(body["message"].(string), "RELAY_DEV_REMOTE")) {
+				t.Errorf("got %v, want forbidden saying RELAY_DEV_REMOTE", body)
+			}
+		})
+	}
+	t.Run("from another address", func(t *testing.T) {
+		ip := nonLoopbackIP(t)
+		if ip == nil {
+			t.Log("this machine has no non-loopback address: only the proxy cases above ran")
+			return
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := echo.New()
+		web.Register(e, web.Options{MintDemoToken: mint})
+		srv := httptest.NewUnstartedServer(e)
+		srv.Listener.Close()
+		srv.Listener = ln
+		srv.Start()
+		defer srv.Close()
+		status, body := postToken(t, srv.URL, `{"user":"alice"}`)
+		if status != http.StatusForbidden {
+			t.Fatalf("a client at %s: got %d %v, want 403", ip, status, body)
+		}
+	})
+}
+
+func nonLoopbackIP(t *testing.T) net.IP {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP
+		}
+	}
+	return nil
 }
