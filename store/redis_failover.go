@@ -69,6 +69,10 @@ type dialedConn struct {
 	addr string
 }
 
+// NetConn lets go-redis's connection checks reach the socket, as through a
+// tls.Conn.
+func (c *dialedConn) NetConn() net.Conn { return c.Conn }
+
 func (f *failoverDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	cn, err := f.dialNext(ctx, network, addr)
 	if err != nil || ctx.Value(trackerKey{}) == nil {

@@ -55,6 +55,11 @@ type redisSub struct {
 // after resync may repeat some of what that Read returns: skip events at or
 // before the position already sent. stop must not be called from deliver or
 // resync.
+//
+// On a Sentinel URL (OpenRedis with ?master_name=), Watch also listens to the
+// Sentinels and moves its subscription to a promoted master as soon as they
+// announce it, then calls resync (redis_failover.go); a log on a client made
+// by the caller follows the master only when that connection drops.
 func (r *Redis) Watch(ctx context.Context, deliver func(*events.Event), resync func()) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, r.fail("watch", err)
