@@ -25,7 +25,7 @@ func newRedisClient(rawURL string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, err
 		}
-		return redis.NewFailoverClient(o), nil
+		return newFailoverClient(o), nil // follows master switches for Watch: redis_failover.go
 	case q.Has("cluster") || q.Has("addr"):
 		cluster, err := strconv.ParseBool(q.Get("cluster"))
 		if q.Has("cluster") && (err != nil || !cluster) {
