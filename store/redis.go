@@ -63,13 +63,27 @@ type RedisOptions struct {
 // Each channel has two keys in one Cluster hash slot: the stream
 // "<prefix>{<channel>}:s", entries "<seq>-0" with fields d (fields), t (time,
 // unix ms from Redis's clock) and y (type); and the hash "<prefix>{<channel>}:m",
-// fields e (epoch), s (newest seq) and t (newest time). Every append, and every
+// fields e (epoch), s (newest seq), t (newest time) and r (the run_id of the
+// Redis server that wrote it). Every append, and every
 // Head, makes both expire MaxAge later, so an idle channel is forgotten and
 // starts a new epoch. An append with an idempotency key also sets the string
 // "<prefix>{<channel>}:i:<key>" (same slot) to the first append's position
 // and time, expiring after the idempotency window; the publish script checks
 // it first, so a repeat is answered atomically and neither stored nor
-// published. Each append also publishes the event on the Pub/Sub
+// published.
+//
+// Redis can come back older than what it answered: a restart from an RDB
+// snapshot, or a replica promoted with replication lag, keeps the meta hash
+// with a seq behind ids already handed out. So every publish, read and head
+// script compares the hash's run_id with the server's (INFO server), and on
+// a difference (the server restarted, another node was promoted, the keys
+// were migrated) starts a new epoch at seq 0 and drops the old stream before
+// doing its work (relay_epoch in redis_lib.lua). The cost: every client gets
+// a reset after every Redis restart or failover, even when nothing was lost
+// (AOF with appendfsync always), and each script runs INFO server. The
+// benefit: an id is never handed out for two events, and a client that was
+// offline during the rollback is told too, whenever it comes back. A hash
+// written without a run_id (an older relay) adopts the current one. Each append also publishes the event on the Pub/Sub
 // channel "<prefix>events" (format in redis_publish.lua), which Watch reads;
 // Broadcast publishes ephemeral events there too (format in redis_watch.go).
 type Redis struct {
@@ -262,7 +276,7 @@ func (r *Redis) Read(ctx context.Context, channel string, after events.Position,
 	if err := ctx.Err(); err != nil {
 		return nil, r.fail("read", err)
 	}
-	res, err := scriptRead.Run(ctx, r.client, r.keys(channel), after.Epoch, after.Seq, limit, r.maxAge).Slice()
+	res, err := scriptRead.Run(ctx, r.client, r.keys(channel), after.Epoch, after.Seq, limit, r.maxAge, events.NewEpoch()).Slice()
 	if err != nil {
 		return nil, r.fail("read", err)
 	}

@@ -10,14 +10,15 @@
 -- Returns {epoch, seq, time ms, 1 for a repeat (nothing stored or published)
 -- else 0}.
 local meta, stream, seen = KEYS[1], KEYS[2], KEYS[3]
+local epoch = relay_epoch(meta, stream, ARGV[1])
 if seen then
+  -- A repeat answers the first append's id, even from an epoch since ended.
   local first = redis.call('GET', seen)
   if first then
     local e, s, t = string.match(first, '^(%S+) (%d+) (%d+)$')
     if e then return {e, tonumber(s), t, 1} end
   end
 end
-local epoch = relay_epoch(meta, stream, ARGV[1])
 local seq = redis.call('HINCRBY', meta, 's', 1)
 local last = tonumber(redis.call('HGET', meta, 't') or '0')
 local ts = string.format('%d', math.max(relay_now(), last))
