@@ -5,12 +5,16 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -124,13 +128,19 @@ func OpenRedis(ctx context.Context, rawURL string, opt RedisOptions) (*Redis, er
 }
 
 // NewRedis returns a log on client, which it checks (PING) and prepares (it
-// loads the scripts). Close leaves client open.
+// loads the scripts). Close leaves client open. client must not retry failed
+// commands (MaxRetries -1; for Cluster, MaxRedirects -1 too): a retried
+// publish would be stored twice. Set its timeouts as newRedisClient does
+// (redis_client.go) for outages to show fast.
 func NewRedis(ctx context.Context, client redis.UniversalClient, opt RedisOptions) (*Redis, error) {
 	if opt.Prefix == "" {
 		opt.Prefix = DefaultRedisPrefix
 	}
 	if strings.ContainsAny(opt.Prefix, "{}") {
 		return nil, fmt.Errorf("store: redis prefix %q contains '{' or '}': choose one without, such as %q: %w", opt.Prefix, DefaultRedisPrefix, events.ErrInvalid)
+	}
+	if err := checkNoRetry(client); err != nil {
+		return nil, fmt.Errorf("store: redis: %w: %w", err, events.ErrInvalid)
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -180,7 +190,9 @@ func (r *Redis) publishKeys(d events.Draft) []string {
 
 func (r *Redis) pubsubChannel() string { return r.prefix + "events" }
 
-// fail wraps err from op, saying what to do next.
+// fail wraps err from op, saying what to do next. Redis not answering (down,
+// stalled, failing over, loading its data) wraps events.ErrUnavailable: the
+// caller may retry, an append with the same idempotency keys.
 func (r *Redis) fail(op string, err error) error {
 	var rerr redis.Error
 	switch {
@@ -188,10 +200,36 @@ func (r *Redis) fail(op string, err error) error {
 		return fmt.Errorf("store: %s: %w", op, err)
 	case errors.Is(err, redis.ErrClosed) || r.closed.Load():
 		return fmt.Errorf("store: %s: %w: %w", op, events.ErrClosed, err)
+	case unavailable(err):
+		return fmt.Errorf("store: %s: %w: %w; is Redis running at %s? set REDIS_URL; retry later (an append with the same idempotency keys)", op, events.ErrUnavailable, err, r.addr)
 	case errors.As(err, &rerr):
 		return fmt.Errorf("store: %s: Redis at %s refused: %w (relay needs Redis 6.2 or later, and a user allowed scripts, streams and PUBLISH)", op, r.addr, err)
 	}
 	return fmt.Errorf("store: %s: %w; is Redis running at %s? set REDIS_URL", op, err, r.addr)
+}
+
+// unavailable reports whether err means Redis did not answer, or answered
+// that it cannot serve yet: the outcome of the call is unknown.
+func unavailable(err error) bool {
+	var nerr net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &nerr) && nerr.Timeout(), errors.Is(err, redis.ErrPoolTimeout),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return true
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" { // any failure to connect: DNS, refused, unreachable
+		return true
+	}
+	for _, prefix := range []string{"LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "BUSY"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // Append stores drafts, one script per event (see redis_publish.lua), all in

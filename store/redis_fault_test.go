@@ -3,9 +3,15 @@ package store_test
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/relaydev/relay/events"
+	"github.com/relaydev/relay/store"
 	"github.com/relaydev/relay/store/redistest"
 )
 
@@ -123,5 +129,96 @@ func TestRedisAdoptsOlderMeta(t *testing.T) {
 	}
 	if run, err := client.HGet(ctx, meta, "r").Result(); err != nil || len(run) != 40 {
 		t.Errorf("run_id recorded = %q, %v; want the server's 40-digit run_id", run, err)
+	}
+}
+
+// TestRedisStalledPublishStoredOnce: a publish in flight while Redis is
+// stalled past the read timeout fails as unavailable, and is not re-sent:
+// once Redis resumes, the log holds it exactly once.
+func TestRedisStalledPublishStoredOnce(t *testing.T) {
+	t.Parallel()
+	srv := redistest.NewServer(t)
+	r := openRedis(t, srv.URL, "relay:", events.Retention{})
+	ctx := context.Background()
+	appendN(t, r, "stall", 1) // a connection in the pool
+
+	srv.Pause(t)
+	start := time.Now()
+	_, err := r.Append(ctx, []events.Draft{{Channel: "stall", Type: "in-flight"}})
+	took := time.Since(start)
+	srv.Resume(t)
+	t.Logf("Append to a stalled Redis answered in %v: %v", took, err)
+	if !errors.Is(err, events.ErrUnavailable) {
+		t.Errorf("Append to a stalled Redis = %v, want ErrUnavailable", err)
+	}
+	if took > 3*time.Second {
+		t.Errorf("Append to a stalled Redis took %v, want about the 2 s read timeout", took)
+	}
+	// The last event is appended after Redis ran whatever it had buffered.
+	last := appendN(t, r, "stall", 1)[0]
+	evs, err := r.Read(ctx, "stall", events.Beginning, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, e := range evs {
+		types = append(types, e.Type)
+	}
+	if want := []string{"t", "in-flight", "t"}; !slices.Equal(types, want) || evs[len(evs)-1].Pos != last.Pos {
+		t.Errorf("log holds %v, want %v (the stalled publish once)", types, want)
+	}
+}
+
+// TestRedisDownFailsFast: with Redis gone, Append and Ping answer
+// ErrUnavailable within the client's own timeouts, without a caller deadline.
+func TestRedisDownFailsFast(t *testing.T) {
+	t.Parallel()
+	srv := redistest.NewServer(t)
+	r := openRedis(t, srv.URL, "relay:", events.Retention{})
+	appendN(t, r, "down", 1)
+	srv.Stop(t)
+	for _, tc := range []struct {
+		name string
+		call func() error
+	}{
+		{"Append", func() error {
+			_, err := r.Append(context.Background(), []events.Draft{{Channel: "down", Type: "t"}})
+			return err
+		}},
+		{"Ping", func() error { return r.Ping(context.Background()) }},
+		{"Read", func() error { _, err := r.Read(context.Background(), "down", events.Beginning, 10); return err }},
+	} {
+		start := time.Now()
+		err := tc.call()
+		took := time.Since(start)
+		t.Logf("%s with Redis down answered in %v: %v", tc.name, took, err)
+		if !errors.Is(err, events.ErrUnavailable) || !strings.Contains(err.Error(), "REDIS_URL") {
+			t.Errorf("%s with Redis down = %v, want ErrUnavailable saying to check REDIS_URL", tc.name, err)
+		}
+		if took > 1500*time.Millisecond {
+			t.Errorf("%s with Redis down took %v, want under 1.5 s", tc.name, took)
+		}
+	}
+}
+
+// TestRedisRefusesRetryingClient: a client that would re-send a failed
+// publish is refused, saying what to set.
+func TestRedisRefusesRetryingClient(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		client redis.UniversalClient
+		want   string
+	}{
+		{"Client", redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), "MaxRetries: -1"},
+		{"Cluster", redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}}), "MaxRedirects: -1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer tc.client.Close()
+			_, err := store.NewRedis(context.Background(), tc.client, store.RedisOptions{})
+			if !errors.Is(err, events.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("NewRedis(retrying client) = %v, want ErrInvalid saying %q", err, tc.want)
+			}
+		})
 	}
 }
