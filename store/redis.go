@@ -52,6 +52,9 @@ type RedisOptions struct {
 	Retention events.Retention
 	// Logger receives Pub/Sub outages and recoveries (default: discarded).
 	Logger *slog.Logger
+	// IdempotencyWindow is how long a channel remembers an idempotency key
+	// (default events.IdempotencyWindow); Redis expires each key after it.
+	IdempotencyWindow time.Duration
 }
 
 // Redis is an events.Log on Redis Streams, shared by every relay process
@@ -62,7 +65,11 @@ type RedisOptions struct {
 // unix ms from Redis's clock) and y (type); and the hash "<prefix>{<channel>}:m",
 // fields e (epoch), s (newest seq) and t (newest time). Every append, and every
 // Head, makes both expire MaxAge later, so an idle channel is forgotten and
-// starts a new epoch. Each append also publishes the event on the Pub/Sub
+// starts a new epoch. An append with an idempotency key also sets the string
+// "<prefix>{<channel>}:i:<key>" (same slot) to the first append's position
+// and time, expiring after the idempotency window; the publish script checks
+// it first, so a repeat is answered atomically and neither stored nor
+// published. Each append also publishes the event on the Pub/Sub
 // channel "<prefix>events" (format in redis_publish.lua), which Watch reads;
 // Broadcast publishes ephemeral events there too (format in redis_watch.go).
 type Redis struct {
@@ -72,6 +79,7 @@ type Redis struct {
 	prefix  string
 	ret     events.Retention
 	maxAge  int64 // ms, ≥ 1
+	window  int64 // idempotency window, ms, ≥ 1
 	log     *slog.Logger
 	watcher redisWatcher
 
@@ -113,6 +121,9 @@ func NewRedis(ctx context.Context, client redis.UniversalClient, opt RedisOption
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opt.IdempotencyWindow <= 0 {
+		opt.IdempotencyWindow = events.IdempotencyWindow
+	}
 	ret := opt.Retention.WithDefaults()
 	r := &Redis{
 		client: client,
@@ -120,6 +131,7 @@ func NewRedis(ctx context.Context, client redis.UniversalClient, opt RedisOption
 		prefix: opt.Prefix,
 		ret:    ret,
 		maxAge: max(ret.MaxAge.Milliseconds(), 1),
+		window: max(opt.IdempotencyWindow.Milliseconds(), 1),
 		log:    opt.Logger.With("store", "redis", "addr", describe(client)),
 	}
 	r.watcher.r = r
@@ -141,6 +153,17 @@ func (r *Redis) keys(channel string) []string {
 	return []string{tag + "m", tag + "s"}
 }
 
+// publishKeys returns the keys of d's publish script: the channel's, and its
+// idempotency key's string when d has one. Channel names have no braces, so
+// the channel's hash tag is the first one, whatever the key holds.
+func (r *Redis) publishKeys(d events.Draft) []string {
+	keys := r.keys(d.Channel)
+	if d.IdempotencyKey != "" {
+		keys = append(keys, r.prefix+"{"+d.Channel+"}:i:"+d.IdempotencyKey)
+	}
+	return keys
+}
+
 func (r *Redis) pubsubChannel() string { return r.prefix + "events" }
 
 // fail wraps err from op, saying what to do next.
@@ -158,10 +181,15 @@ func (r *Redis) fail(op string, err error) error {
 }
 
 // Append stores drafts, one script per event (see redis_publish.lua), all in
-// one pipeline: one round trip per batch, each channel's events in order.
+// one pipeline: one round trip per batch, each channel's events in order. A
+// repeat of an idempotency key seen within the window comes back with Repeat
+// set and the first append's position and time.
 func (r *Redis) Append(ctx context.Context, drafts []events.Draft) ([]*events.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, r.fail("append", err)
+	}
+	if err := checkKeys(drafts); err != nil {
+		return nil, err
 	}
 	out := make([]*events.Event, 0, len(drafts))
 	reloaded := false
@@ -170,8 +198,8 @@ func (r *Redis) Append(ctx context.Context, drafts []events.Draft) ([]*events.Ev
 		cmds := make([]*redis.Cmd, len(rest))
 		_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, d := range rest {
-				cmds[i] = scriptPublish.EvalSha(ctx, p, r.keys(d.Channel), events.NewEpoch(), d.Type, d.Fields,
-					r.ret.MaxEvents, r.maxAge, r.pubsubChannel(), d.Channel)
+				cmds[i] = scriptPublish.EvalSha(ctx, p, r.publishKeys(d), events.NewEpoch(), d.Type, d.Fields,
+					r.ret.MaxEvents, r.maxAge, r.pubsubChannel(), d.Channel, r.window)
 			}
 			return nil
 		})
@@ -212,17 +240,20 @@ func appended(d events.Draft, cmd *redis.Cmd) (*events.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(res) != 3 {
-		return nil, fmt.Errorf("publish script returned %d values, want 3", len(res))
+	if len(res) != 4 {
+		return nil, fmt.Errorf("publish script returned %d values, want 4", len(res))
 	}
 	epoch, _ := res[0].(string)
 	seq, _ := res[1].(int64)
 	msText, _ := res[2].(string)
+	repeat, _ := res[3].(int64)
 	ms, err := strconv.ParseInt(msText, 10, 64)
 	if epoch == "" || seq <= 0 || err != nil {
 		return nil, fmt.Errorf("publish script returned %v", res)
 	}
-	return events.NewEvent(d, events.Position{Epoch: epoch, Seq: uint64(seq)}, time.UnixMilli(ms)), nil
+	ev := events.NewEvent(d, events.Position{Epoch: epoch, Seq: uint64(seq)}, time.UnixMilli(ms))
+	ev.Repeat = repeat == 1
+	return ev, nil
 }
 
 // Read returns up to limit events of channel after position after, applying

@@ -12,9 +12,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,7 +80,7 @@ func start() (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("redistest: find a free port: %w", err)
 		}
-		if _, lastErr = launch(port); lastErr == nil {
+		if _, lastErr = launch(port, "", NoPersistence); lastErr == nil {
 			return urlOf(port), nil
 		}
 	}
@@ -87,15 +89,45 @@ func start() (string, error) {
 
 func urlOf(port int) string { return "redis://127.0.0.1:" + strconv.Itoa(port) + "/0" }
 
-// launch starts redis-server, without persistence, on port and waits until it
-// answers.
-func launch(port int) (*exec.Cmd, error) {
+// Persistence is what a test's own redis-server keeps across Stop and Start.
+type Persistence int
+
+const (
+	// NoPersistence: Start after Stop is an empty Redis, as after a crash of
+	// a Redis that keeps nothing on disk.
+	NoPersistence Persistence = iota
+	// AOF: appendonly with appendfsync always; Start after Stop loads every
+	// write that was answered.
+	AOF
+	// RDB: snapshots only when Save is called; Start after Stop goes back to
+	// the last Save (Redis's default persistence, or a lagging replica
+	// promoted).
+	RDB
+)
+
+// launch starts redis-server on port, keeping its files in dir with
+// persistence p, and waits until it answers.
+func launch(port int, dir string, p Persistence) (*exec.Cmd, error) {
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("no Redis answers at %s and redis-server is not on PATH: run the README's test command (task test, which installs redis-server), or set %s=redis://host:port/0", defaultAddr, EnvURL)
 	}
-	cmd := exec.Command(path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no")
+	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--daemonize", "no"}
+	if dir != "" {
+		args = append(args, "--dir", dir)
+	}
+	switch p {
+	case AOF:
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+	default:
+		args = append(args, "--appendonly", "no")
+	}
+	if p == NoPersistence && dir != "" { // a Save's snapshot must not come back
+		if err := os.Remove(filepath.Join(dir, "dump.rdb")); err != nil && !os.IsNotExist(err) {
+			return nil, fmt.Errorf("redistest: %w", err)
+		}
+	}
+	cmd := exec.Command(path, args...)
 	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("redistest: start %s: %w", path, err)
@@ -112,28 +144,37 @@ func launch(port int) (*exec.Cmd, error) {
 }
 
 // Server is a redis-server of one test's own, for tests of Redis going away
-// and coming back (empty, as after a crash without persistence).
+// and coming back: empty, from its append-only file, or from an older
+// snapshot (see Persistence). Never the shared Redis.
 type Server struct {
 	URL  string
+	Addr string // host:port
 	port int
+	dir  string
+	p    Persistence
 	cmd  *exec.Cmd // nil while stopped
 }
 
-// NewServer starts a redis-server for t alone, stopped when t ends. It needs
-// redis-server on PATH, whatever RELAY_TEST_REDIS_URL says.
-func NewServer(t testing.TB) *Server {
+// NewServer starts a redis-server for t alone that keeps nothing: Start after
+// Stop is an empty Redis. It is stopped when t ends. It needs redis-server on
+// PATH, whatever RELAY_TEST_REDIS_URL says.
+func NewServer(t testing.TB) *Server { return NewServerWith(t, NoPersistence) }
+
+// NewServerWith is NewServer keeping data as p says, in a directory of t's.
+func NewServerWith(t testing.TB, p Persistence) *Server {
 	t.Helper()
 	port, err := freePort()
 	if err != nil {
 		t.Fatalf("redistest: find a free port: %v", err)
 	}
-	s := &Server{URL: urlOf(port), port: port}
+	s := &Server{URL: urlOf(port), Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), port: port, dir: t.TempDir(), p: p}
 	s.Start(t)
 	t.Cleanup(func() { s.Stop(t) })
 	return s
 }
 
-// Stop kills the server at once, as a crash would. It is idempotent.
+// Stop kills the server at once with SIGKILL, as a crash would (a paused
+// server too). It is idempotent.
 func (s *Server) Stop(t testing.TB) {
 	t.Helper()
 	if s.cmd == nil {
@@ -144,17 +185,54 @@ func (s *Server) Stop(t testing.TB) {
 	s.cmd = nil
 }
 
-// Start starts the server again, empty, on the same port.
+// Start starts the server again on the same port and directory: empty, or
+// with what its persistence kept.
 func (s *Server) Start(t testing.TB) {
 	t.Helper()
 	if s.cmd != nil {
 		return
 	}
-	cmd, err := launch(s.port)
+	cmd, err := launch(s.port, s.dir, s.p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.cmd = cmd
+}
+
+// Pause stops the server with SIGSTOP: connections stay open and nothing is
+// answered, as in a stall, until Resume.
+func (s *Server) Pause(t testing.TB) { t.Helper(); s.signal(t, syscall.SIGSTOP) }
+
+// Resume continues a paused server with SIGCONT.
+func (s *Server) Resume(t testing.TB) { t.Helper(); s.signal(t, syscall.SIGCONT) }
+
+func (s *Server) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if s.cmd == nil {
+		t.Fatalf("redistest: signal %v: server on %s is stopped", sig, s.Addr)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("redistest: signal %v: %v", sig, err)
+	}
+}
+
+// Save takes a snapshot now (SAVE); with RDB persistence, Start after Stop
+// goes back to it.
+func (s *Server) Save(t testing.TB) {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	defer c.Close()
+	if err := c.Save(context.Background()).Err(); err != nil {
+		t.Fatalf("redistest: SAVE on %s: %v", s.Addr, err)
+	}
+}
+
+// PID is the server process's id, for tests that signal it themselves.
+func (s *Server) PID() int {
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 func freePort() (int, error) {
