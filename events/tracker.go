@@ -18,7 +18,10 @@ type PresenceConfig struct {
 	TypingTimeout time.Duration
 	// HoldTTL is how long a process's claim on its users lasts unless
 	// refreshed; a process that dies has its users announced as left by the
-	// others within HoldTTL plus a third of it.
+	// others within HoldTTL plus a third of it (a third more when the others
+	// could not reach the store just before). A process that could not
+	// refresh for longer has its swept users joined again, and announced
+	// joined, by its first heartbeat once the store answers.
 	HoldTTL time.Duration
 }
 

@@ -161,8 +161,9 @@ func TestRedisPresenceRefreshAfterRestartEmpty(t *testing.T) {
 	}
 
 	srv.Stop(t)
-	srv.Start(t)                        // empty
-	if err := r.Ping(ctx); err != nil { // reconnect, so its handshake is not counted below
+	srv.Start(t) // empty
+	// Reconnect first, so that the handshake is not counted below.
+	if err := r.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
 	missing, cmds := refresh("after the restart")
