@@ -84,7 +84,7 @@ func testPresenceRedisOutage(t *testing.T, srv *redistest.Server, fault func(*te
 	if err := hub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	sub, err := hub.Subscribe([]string{events.PresenceChannel("1")}, nil)
+	sub, err := hub.Subscribe(context.Background(), []string{events.PresenceChannel("1")}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
