@@ -24,6 +24,7 @@ type config struct {
 	Heartbeat       time.Duration
 	AllowedOrigins  []string
 	ShutdownTimeout time.Duration
+	StoreTimeout    time.Duration
 	LogLevel        string
 	LogFormat       string
 	PresenceGrace   time.Duration
@@ -138,6 +139,8 @@ var settings = []setting{
 		func(c *config, v string) error { c.AllowedOrigins = splitList(v); return nil }},
 	{"RELAY_SHUTDOWN_TIMEOUT", "shutdown-timeout", "4s", "how long a shutdown waits for streams to end (keep under Fly's kill_timeout)",
 		durationSetter(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
+	{"RELAY_STORE_TIMEOUT", "store-timeout", "3s", "longest a publish or a stream's opening waits for the store before answering 503 store_unavailable",
+		durationSetter(func(c *config) *time.Duration { return &c.StoreTimeout })},
 	{"RELAY_LOG_LEVEL", "log-level", "info", "debug, info, warn or error",
 		func(c *config, v string) error { c.LogLevel = v; return nil }},
 	{"RELAY_LOG_FORMAT", "log-format", "text", "text or json",

@@ -65,7 +65,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Heartbeat:      cfg.Heartbeat,
 		MaxPayload:     cfg.MaxPayload,
 		AllowedOrigins: cfg.AllowedOrigins,
-		StoreTimeout:   transport.DefaultStoreTimeout,
+		StoreTimeout:   cfg.StoreTimeout,
 	}, logger)
 	registerWeb(srv.Echo(), dev, cfg.DevRemote, []byte(cfg.JWTSecret), logger)
 	srv.SetPresence(tracker)

@@ -80,14 +80,18 @@ func (h *Hub) Close() {
 
 // Publish appends drafts to the log; subscribers receive them through Watch.
 // Events on users' notifications channels are also kept as notifications
-// (see KeepNotifications).
+// (see KeepNotifications). That second write is best effort: once the events
+// are in the log subscribers have them, so a failure to record them as
+// notifications is logged, with the events, and does not fail the publish
+// (an error here always means the events may not be in the log).
 func (h *Hub) Publish(ctx context.Context, drafts ...Draft) ([]*Event, error) {
 	evs, err := h.log.Append(ctx, drafts)
 	if err != nil {
 		return evs, fmt.Errorf("publish: %w", err)
 	}
 	if err := h.record(ctx, evs); err != nil {
-		return evs, fmt.Errorf("publish: %w", err)
+		h.logger.Error("events stored and delivered, but not recorded as notifications: they are missing from GET /api/notifications; check the store",
+			"err", err, "events", len(evs), "first", evs[0], "last", evs[len(evs)-1])
 	}
 	return evs, nil
 }

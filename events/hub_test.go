@@ -1,9 +1,12 @@
 package events_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -81,4 +84,42 @@ func TestSubscribeHeadError(t *testing.T) {
 		t.Errorf("Subscribers after a failed Subscribe: got %d, want 0", n)
 	}
 	publish(t, hub, "c", 1) // fan-out to nothing: no panic, no send to a closed subscription
+}
+
+// failingNotes is a notifications store whose Record always fails.
+type failingNotes struct {
+	events.Notifications
+	records atomic.Int32
+}
+
+func (n *failingNotes) Record(context.Context, string, []*events.Event) error {
+	n.records.Add(1)
+	return errors.New("notifications store down")
+}
+
+// TestPublishRecordIsBestEffort: once events are in the log subscribers have
+// them, so a failed notification record is logged, not a failed publish.
+func TestPublishRecordIsBestEffort(t *testing.T) {
+	ctx := context.Background()
+	mem := store.NewMemory(events.Retention{})
+	defer mem.Close()
+	var logged bytes.Buffer
+	hub := events.NewHub(mem, slog.New(slog.NewTextHandler(&logged, nil)))
+	notes := &failingNotes{}
+	hub.KeepNotifications(notes)
+	if err := hub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+	d, _ := events.NewDraft("user_1_notifications", "notification_message", map[string]any{"id": "n1"})
+	evs, err := hub.Publish(ctx, d)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("got %v, %v; want the stored event and no error", evs, err)
+	}
+	if got, _ := mem.Read(ctx, "user_1_notifications", events.Position{}, 10); len(got) != 1 {
+		t.Errorf("log holds %d events, want 1", len(got))
+	}
+	if notes.records.Load() != 1 || !strings.Contains(logged.String(), "not recorded as notifications") {
+		t.Errorf("records %d, log %q; want one attempt, logged", notes.records.Load(), logged.String())
+	}
 }

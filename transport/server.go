@@ -175,23 +175,31 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz answers 200 only while the store answers (and not while draining).
+// readyz answers whether this process should get new clients: 503 only
+// while it drains (shutting down). The store's state is reported in the body
+// ("store": "ok" or "unavailable") but does not make the process unready:
+// every relay shares one Redis, so a Redis blip would take every machine out
+// of rotation at once and turn a blip into a full outage. While the store is
+// down, streams that are open stay open, new ones are refused with 503
+// store_unavailable (SSE clients retry by themselves) and publishes answer 503
+// with Retry-After, all within StoreTimeout.
 func (s *Server) readyz(c echo.Context) error {
 	select {
 	case <-s.shutdown:
 		return events.ErrClosed
 	default:
 	}
+	body := map[string]string{"status": "ready", "store": "ok"}
 	if p, ok := s.hub.Log().(events.Pinger); ok {
-		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(c.Request().Context(), min(s.cfg.StoreTimeout, 2*time.Second))
 		defer cancel()
 		if err := p.Ping(ctx); err != nil {
-			s.logger.Warn("store does not answer: not ready", "err", err)
-			return c.JSON(http.StatusServiceUnavailable, errorBody{Error: "store_unavailable",
-				Message: "the event store does not answer; check REDIS_URL and that Redis is running"})
+			s.logger.Warn("store does not answer; staying in rotation (see /readyz in README)", "err", err)
+			body["store"] = "unavailable"
+			body["message"] = "the event store does not answer: publishes and new streams get 503 store_unavailable until it does; check REDIS_URL and that Redis is running"
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	return c.JSON(http.StatusOK, body)
 }
 
 // accessLog logs each request's method, path (never the query: it may hold a
