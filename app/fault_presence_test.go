@@ -1,0 +1,339 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/relaydev/relay/auth"
+	"github.com/relaydev/relay/store/redistest"
+)
+
+// runConnectRace: a client connecting with no cursor is live from its
+// 200/101 on. Each round connects, publishes the instant the headers (SSE)
+// or the 101 (WebSocket) arrive, and waits for that event.
+func runConnectRace(t *testing.T, redis, ws bool) {
+	c := newCluster(t, 1, redis, redistest.NoPersistence, nil)
+	tr := &http.Transport{MaxIdleConnsPerHost: 16}
+	t.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: tr}
+	pubTok := mint(t, auth.Identity{UserID: "backend", Publish: []string{"*"}})
+	const workers, rounds = 8, 25
+	var mu sync.Mutex
+	lost, errs := 0, map[string]int{}
+	var wg sync.WaitGroup
+	for w := range workers {
+		project := fmt.Sprint(w + 1)
+		user := mint(t, auth.Identity{UserID: "1", Projects: []string{project}})
+		wg.Go(func() {
+			for n := range rounds {
+				ok, err := raceRound(hc, c.relays[0].url, project, user, pubTok, n, ws)
+				mu.Lock()
+				switch {
+				case err != nil:
+					errs[err.Error()]++
+				case !ok:
+					lost++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%s: rounds=%d lost=%d errors=%v", t.Name(), workers*rounds, lost, errs)
+	if lost > 0 {
+		t.Errorf("%d of %d events published right after the %s were never delivered, want 0", lost, workers*rounds,
+			map[bool]string{false: "200", true: "101"}[ws])
+	}
+	if len(errs) > 0 {
+		t.Errorf("rounds that could not run: %v", errs)
+	}
+}
+
+// raceRound connects live-only, publishes at once, and reports whether the
+// event arrived within 3 s.
+func raceRound(hc *http.Client, base, project, user, pubTok string, n int, ws bool) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	channel := "project_" + project + "_tickets"
+	var next func() (string, error) // the next envelope id received
+	if ws {
+		conn, resp, err := (&websocket.Dialer{HandshakeTimeout: 3 * time.Second}).DialContext(ctx,
+			"ws"+strings.TrimPrefix(base, "http")+"/ws/projects/"+project+"/tickets/?token="+user, nil)
+		if resp != nil && resp.Body != nil {
+			resp.Body.Close()
+		}
+		if err != nil {
+			return false, fmt.Errorf("dial: %v", err)
+		}
+		defer conn.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		next = func() (string, error) {
+			_, msg, err := conn.ReadMessage()
+			var m struct{ ID string }
+			_ = json.Unmarshal(msg, &m)
+			return m.ID, err
+		}
+	} else {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events/projects/"+project+"/tickets?token="+user, nil)
+		req.Header.Set("Accept", "text/event-stream")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return false, fmt.Errorf("connect: %v", err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false, fmt.Errorf("status %d", resp.StatusCode)
+		}
+		br := bufio.NewReader(resp.Body)
+		next = func() (string, error) {
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return "", err
+				}
+				if d, ok := strings.CutPrefix(line, "data: "); ok {
+					var m struct{ ID string }
+					_ = json.Unmarshal([]byte(d), &m)
+					return m.ID, nil
+				}
+			}
+		}
+	}
+	// The client has its answer: publish now.
+	id, err := postEvent(ctx, hc, base, pubTok, channel, n)
+	if err != nil {
+		return false, err
+	}
+	for {
+		got, err := next()
+		if err != nil {
+			return false, nil // the deadline passed without the event
+		}
+		if got == id {
+			return true, nil
+		}
+	}
+}
+
+// postEvent publishes one event and returns its id.
+func postEvent(ctx context.Context, hc *http.Client, base, tok, channel string, n int) (string, error) {
+	body := fmt.Sprintf(`{"channel":%q,"type":"fault","n":%d}`, channel, n)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/publish", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("publish: %v", err)
+	}
+	defer resp.Body.Close()
+	var out struct{ ID string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("publish: status %d", resp.StatusCode)
+	}
+	return out.ID, nil
+}
+
+// presenceWatch is a user online on one relay, through a presence stream
+// that reconnects like a browser, recording every user_status it sees.
+type presenceWatch struct {
+	sub *subscriber
+	mu  sync.Mutex
+	log []presenceChange
+}
+
+type presenceChange struct {
+	at           time.Time
+	action, user string
+}
+
+func watchPresence(t *testing.T, ctx context.Context, wg *sync.WaitGroup, hc *http.Client, r *relayProc, id, name string) *presenceWatch {
+	t.Helper()
+	tok := mint(t, auth.Identity{UserID: id, Name: name, Projects: []string{"1"}})
+	w := &presenceWatch{}
+	s := newSubscriber("presence-"+name, false, "/events/projects/1/presence", tok, func() []string { return []string{r.url} }, hc, nil)
+	s.onEnv = func(m map[string]any) {
+		if m["type"] != "user_status" {
+			return
+		}
+		a, _ := m["action"].(string)
+		u, _ := m["user_id"].(string)
+		w.mu.Lock()
+		w.log = append(w.log, presenceChange{time.Now(), a, u})
+		w.mu.Unlock()
+	}
+	w.sub = s
+	wg.Go(func() { s.run(ctx) })
+	return w
+}
+
+// first returns when action for user was first seen after since.
+func (w *presenceWatch) first(action, user string, since time.Time) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range w.log {
+		if c.action == action && c.user == user && !c.at.Before(since) {
+			return c.at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// last is the last action seen for user ("" if none).
+func (w *presenceWatch) last(user string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := len(w.log) - 1; i >= 0; i-- {
+		if w.log[i].user == user {
+			return w.log[i].action
+		}
+	}
+	return ""
+}
+
+// onlineAt lists the user ids GET /api/projects/1/presence answers on r.
+func onlineAt(hc *http.Client, r *relayProc, tok string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.url+"/api/projects/1/presence", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Users []struct {
+			UserID string `json:"user_id"`
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET presence: status %d", resp.StatusCode)
+	}
+	var ids []string
+	for _, u := range st.Users {
+		ids = append(ids, u.UserID)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// pollBoth waits until both relays list users 1 and 2, and returns when.
+func pollBoth(hc *http.Client, c *cluster, tok string, within time.Duration) (time.Time, bool) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		ok := true
+		for _, r := range c.relays {
+			ids, err := onlineAt(hc, r, tok)
+			ok = ok && err == nil && slices.Equal(ids, []string{"1", "2"})
+		}
+		if ok {
+			return time.Now(), true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Time{}, false
+}
+
+const presenceTTL = 3 * time.Second
+
+func presenceCluster(t *testing.T) (*cluster, *http.Client, context.Context, *sync.WaitGroup) {
+	t.Helper()
+	c := newCluster(t, 2, true, redistest.NoPersistence, map[string]string{
+		"RELAY_PRESENCE_TTL": presenceTTL.String(), "RELAY_PRESENCE_GRACE": "2s",
+	})
+	tr := &http.Transport{MaxIdleConnsPerHost: 4}
+	t.Cleanup(tr.CloseIdleConnections)
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := &sync.WaitGroup{}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return c, &http.Client{Transport: tr}, ctx, wg
+}
+
+// runPresenceKill: alice is online through relay B, bob through relay A; B
+// is killed with SIGKILL; A must announce alice left within the TTL plus a
+// third (the documented bound).
+func runPresenceKill(t *testing.T) {
+	c, hc, ctx, wg := presenceCluster(t)
+	bob := watchPresence(t, ctx, wg, hc, c.relays[0], "2", "bob")
+	watchPresence(t, ctx, wg, hc, c.relays[1], "1", "alice")
+	tok := mint(t, auth.Identity{UserID: "2", Projects: []string{"1"}})
+	if _, ok := pollBoth(hc, c, tok, 10*time.Second); !ok {
+		t.Fatal("alice and bob were not both online on both relays within 10s")
+	}
+	killed := time.Now()
+	c.relays[1].kill(t)
+	bound := presenceTTL + presenceTTL/3
+	deadline := time.Now().Add(bound + 2*time.Second)
+	var at time.Time
+	for ok := false; !ok && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		at, ok = bob.first("left", "1", killed)
+	}
+	if at.IsZero() {
+		t.Fatalf("relay A never announced alice left after her relay was killed (bound %s)", bound)
+	}
+	t.Logf("%s: alice announced left %s after relay B's SIGKILL (TTL %s, bound %s)", t.Name(),
+		at.Sub(killed).Round(10*time.Millisecond), presenceTTL, bound)
+	if at.Sub(killed) > bound+500*time.Millisecond {
+		t.Errorf("left announced after %s, want within %s", at.Sub(killed), bound)
+	}
+}
+
+// runPresenceOutage: alice on relay A, bob on relay B, both connected
+// throughout; Redis is down (restarted empty) or stalled (SIGSTOP) longer
+// than the TTL. Within one heartbeat (TTL/3) of Redis answering, both relays
+// must list both users again, and a user announced left must be announced
+// joined again.
+func runPresenceOutage(t *testing.T, paused bool) {
+	c, hc, ctx, wg := presenceCluster(t)
+	alice := watchPresence(t, ctx, wg, hc, c.relays[0], "1", "alice")
+	bob := watchPresence(t, ctx, wg, hc, c.relays[1], "2", "bob")
+	tok := mint(t, auth.Identity{UserID: "2", Projects: []string{"1"}})
+	if _, ok := pollBoth(hc, c, tok, 10*time.Second); !ok {
+		t.Fatal("alice and bob were not both online on both relays within 10s")
+	}
+	if paused {
+		c.redis.Pause(t)
+		time.Sleep(presenceTTL + time.Second) // the outage itself
+		c.redis.Resume(t)
+	} else {
+		c.redis.Stop(t)
+		time.Sleep(presenceTTL + time.Second)
+		c.redis.Start(t)
+	}
+	back := time.Now()
+	heartbeat := presenceTTL / 3
+	at, ok := pollBoth(hc, c, tok, heartbeat+10*time.Second)
+	if !ok {
+		for _, r := range c.relays {
+			ids, err := onlineAt(hc, r, tok)
+			t.Logf("%s lists %v (%v)", r.name, ids, err)
+		}
+		t.Fatalf("presence did not list both users on both relays within %s of Redis answering", heartbeat+10*time.Second)
+	}
+	took := at.Sub(back)
+	t.Logf("%s: both users listed on both relays %s after Redis answered (heartbeat %s)", t.Name(), took.Round(10*time.Millisecond), heartbeat)
+	if took > heartbeat+time.Second {
+		t.Errorf("presence came back after %s, want within one heartbeat (%s) plus 1s", took, heartbeat)
+	}
+	// Whoever was announced left while still connected is announced joined.
+	deadline := time.Now().Add(heartbeat + 2*time.Second)
+	for _, w := range []*presenceWatch{alice, bob} {
+		for _, user := range []string{"1", "2"} {
+			for w.last(user) == "left" && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if w.last(user) == "left" {
+				t.Errorf("%s's last word on user %s is left, but the user is still connected", w.sub.name, user)
+			}
+		}
+	}
+}
