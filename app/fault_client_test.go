@@ -58,6 +58,7 @@ type subLedger struct {
 	lastEpoch   string
 	lastSeq     uint64
 	resets      []time.Time
+	resetAt     []events.Position // the head each reset moved the cursor to
 	ends        map[string]int // how connections ended
 	connects    int
 }
@@ -263,10 +264,13 @@ func (s *subscriber) epochSeen(epoch string) {
 
 // reset notes an explicit reset to position id (s.mu held).
 func (s *subscriber) reset(id string) {
-	s.led.resets = append(s.led.resets, time.Now())
-	if p, err := events.ParsePosition(id); err == nil {
-		s.led.curEpoch = p.Epoch
+	p, err := events.ParsePosition(id)
+	if err != nil {
+		p = events.Beginning // covers nothing
 	}
+	s.led.resets = append(s.led.resets, time.Now())
+	s.led.resetAt = append(s.led.resetAt, p)
+	s.led.curEpoch = p.Epoch
 }
 
 // envelope records one delivered event (s.mu held).
@@ -317,6 +321,29 @@ func (s *subscriber) coveredUntil() time.Time {
 		t = s.led.resets[n-1]
 	}
 	return t
+}
+
+// covered reports whether s is not owed a: it was acknowledged before s's
+// first connection or its last reset (since), or a reset moved s's cursor
+// past it (the event was in the log when the reset was sent, though its
+// answer reached the publisher a moment later). s.mu held.
+func (s *subscriber) covered(a ack, since time.Time) bool {
+	if since.IsZero() || !a.at.After(since) {
+		return true
+	}
+	p, err := events.ParsePosition(a.id)
+	if err != nil {
+		return false
+	}
+	for i, r := range s.led.resetAt {
+		// Only an answer still in flight when the reset came: a reused id
+		// (Redis gone back) acknowledged later must not hide behind it.
+		inFlight := a.at.Sub(s.led.resets[i]) < time.Second
+		if r.Epoch == p.Epoch && p.Seq <= r.Seq && inFlight {
+			return true
+		}
+	}
+	return false
 }
 
 // ack is one publish relay answered.
@@ -502,11 +529,34 @@ func (p *publisher) owed(s *subscriber) int {
 	defer s.mu.Unlock()
 	missing := 0
 	for n, a := range acks {
-		if len(s.led.byN[n]) == 0 && !since.IsZero() && a.at.After(since) {
+		if len(s.led.byN[n]) == 0 && !s.covered(a, since) {
 			missing++
 		}
 	}
 	return missing
+}
+
+// lostSamples describes up to max events s is owed, for a failure report.
+func (p *publisher) lostSamples(s *subscriber, origin time.Time, max int) []string {
+	since := s.coveredUntil()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for n := 1; n <= len(p.acks)+p.unacked+p.rejected && len(out) < max; n++ {
+		a, ok := p.acks[n]
+		if !ok || len(s.led.byN[n]) > 0 || s.covered(a, since) {
+			continue
+		}
+		var resets []string
+		for _, r := range s.led.resets {
+			resets = append(resets, r.Sub(origin).Round(time.Millisecond).String())
+		}
+		out = append(out, fmt.Sprintf("%s: n=%d id=%s acked at +%s; resets at %v; cursor now %s", s.name, n, a.id,
+			a.at.Sub(origin).Round(time.Millisecond), resets, s.cursor))
+	}
+	return out
 }
 
 // tally counts what subs saw against what p had acknowledged.
