@@ -59,7 +59,7 @@ type subLedger struct {
 	lastSeq     uint64
 	resets      []time.Time
 	resetAt     []events.Position // the head each reset moved the cursor to
-	ends        map[string]int // how connections ended
+	ends        map[string]int    // how connections ended
 	connects    int
 }
 
