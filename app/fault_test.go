@@ -33,7 +33,7 @@ func TestFault(t *testing.T) {
 	began := time.Now()
 	t.Cleanup(func() { t.Logf("fault suite: %s", time.Since(began).Round(time.Second)) })
 
-	for _, sc := range deliveryScenarios() {
+	for _, sc := range append(deliveryScenarios(), extraScenarios...) {
 		t.Run(sc.name, func(t *testing.T) { runDelivery(t, sc) })
 	}
 	t.Run("slow-consumer", func(t *testing.T) {
@@ -84,6 +84,7 @@ type delivery struct {
 	timeout     time.Duration // per publish attempt
 	fault       func(t *testing.T, c *cluster)
 	env         map[string]string
+	setup       func(t *testing.T) map[string]string // before the relays start: more env
 
 	wantReset bool // the log lost data: every subscriber must get a reset
 	resetOK   bool // a reset is an honest answer (e.g. a new epoch after any Redis restart)
@@ -97,6 +98,10 @@ type slowSpec struct {
 	ws       bool
 	at, for_ time.Duration
 }
+
+// extraScenarios are added by files that need more than the default
+// redistest servers (fault_sentinel_test.go).
+var extraScenarios []delivery
 
 func deliveryScenarios() []delivery {
 	const rate, dur = 200, 7 * time.Second
@@ -230,6 +235,11 @@ func runDelivery(t *testing.T, sc delivery) {
 	env := map[string]string{}
 	for k, v := range sc.env {
 		env[k] = v
+	}
+	if sc.setup != nil { // a Redis of the scenario's own making (Sentinel)
+		for k, v := range sc.setup(t) {
+			env[k] = v
+		}
 	}
 	c := newCluster(t, sc.relays, sc.redis, sc.persistence, env)
 	tr := &http.Transport{MaxIdleConnsPerHost: 16}
