@@ -154,7 +154,7 @@ func runPresenceKill(t *testing.T) {
 	}
 	t.Logf("%s: alice announced left %s after relay B's SIGKILL (TTL %s, bound %s)", t.Name(),
 		at.Sub(killed).Round(10*time.Millisecond), presenceTTL, bound)
-	if at.Sub(killed) > bound+500*time.Millisecond {
+	if at.Sub(killed) > bound+time.Second { // a second for scheduling on a loaded machine
 		t.Errorf("left announced after %s, want within %s", at.Sub(killed), bound)
 	}
 }
