@@ -62,6 +62,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Heartbeat:      cfg.Heartbeat,
 		MaxPayload:     cfg.MaxPayload,
 		AllowedOrigins: cfg.AllowedOrigins,
+		StoreTimeout:   transport.DefaultStoreTimeout,
 	}, logger)
 	registerWeb(srv.Echo(), dev, []byte(cfg.JWTSecret), logger)
 	srv.SetPresence(tracker)
@@ -95,12 +96,31 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	logger.Info("shutting down: telling clients to reconnect", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	errs := []error{srv.Shutdown(sctx), httpSrv.Shutdown(sctx)}
+	errs := []error{srv.Shutdown(sctx)} // the streams have ended, or the deadline passed
+	// What is left are plain requests, and connections that never sent one:
+	// http.Server.Shutdown waits for a connection that sent nothing (a
+	// browser preconnect) until it is 5 s old, which would hold the exit for
+	// the whole timeout. Requests in flight get requestGrace, then whatever
+	// is left is closed.
+	gctx, gcancel := context.WithTimeout(sctx, requestGrace)
+	defer gcancel()
+	if err := httpSrv.Shutdown(gctx); err != nil {
+		logger.Info("closing connections still open after the grace period", "grace", requestGrace)
+		if err := httpSrv.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
+
+// requestGrace is how long a shutdown lets plain requests in flight finish
+// once the streams have ended; then their connections are closed. It is
+// short: readiness has said 503 since the drain began, and a publish cut off
+// is retried safely with its idempotency key.
+const requestGrace = time.Second
 
 // backend is what relay keeps: the event log, notifications and presence,
 // all in memory or all in Redis.

@@ -137,13 +137,41 @@ func (h *Hub) resync() {
 // Subscribe registers a subscription to channels, resuming after cursor (nil:
 // live only). Live events are held in its buffer from this moment; the owner
 // calls Replay, then Deliver for each event from Live, and Close at the end.
-func (h *Hub) Subscribe(channels []string, cursor Cursor) (*Subscription, error) {
-	if h.closed.Load() {
-		return nil, ErrClosed
-	}
+//
+// A channel without a cursor starts at its head, taken here, after the
+// subscription is in the fan-out lists: every event appended once Subscribe
+// has returned reaches the subscription. Transports call it before they
+// answer a client (200 or 101), so "live only" means every event published
+// after the client has its answer. When a head cannot be read, the
+// subscription is closed and the error returned.
+func (h *Hub) Subscribe(ctx context.Context, channels []string, cursor Cursor) (*Subscription, error) {
 	s := newSubscription(h, channels, cursor)
+	if err := h.register(s); err != nil {
+		return nil, err
+	}
+	for _, ch := range s.channels {
+		if _, ok := cursor[ch]; ok {
+			continue
+		}
+		head, err := h.log.Head(ctx, ch)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("subscribe %s: head: %w", ch, err)
+		}
+		s.pos[ch] = head
+	}
+	return s, nil
+}
+
+// register adds s to the fan-out lists of its channels. The closed check is
+// under the lock Close takes, so a subscription registered while the hub
+// closes is ended by Close, never left open.
+func (h *Hub) register(s *Subscription) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed.Load() {
+		return ErrClosed
+	}
 	h.subs[s] = struct{}{}
 	for _, ch := range s.channels {
 		v, _ := h.channels.LoadOrStore(ch, &channelSubs{})
@@ -154,7 +182,7 @@ func (h *Hub) Subscribe(channels []string, cursor Cursor) (*Subscription, error)
 		next = append(next, s)
 		cs.list.Store(&next)
 	}
-	return s, nil
+	return nil
 }
 
 func (h *Hub) unsubscribe(s *Subscription) {

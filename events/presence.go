@@ -36,8 +36,10 @@ type Departure struct {
 // store.Memory and store.Redis implement it; storetest holds its suite.
 type Presence interface {
 	// Join records that instance holds user in project until expires, and
-	// sets the user's name. first reports that no instance held the user in
-	// project before: the caller announces the join. Atomic.
+	// sets the user's name, and the ticket they view when user.Viewing is not
+	// nil (nil leaves it as it is: a second tab knows nothing of the first's
+	// view). first reports that no instance held the user in project before:
+	// the caller announces the join. Atomic.
 	Join(ctx context.Context, project string, user PresenceUser, instance string, expires time.Time) (first bool, err error)
 
 	// Leave removes instance's hold on userID in project. last reports that
@@ -45,8 +47,13 @@ type Presence interface {
 	// and the caller announces the departure. Atomic.
 	Leave(ctx context.Context, project, userID, instance string) (last bool, err error)
 
-	// Refresh extends instance's holds to expires, all in one round trip.
-	Refresh(ctx context.Context, instance string, holds []PresenceHold, expires time.Time) error
+	// Refresh extends instance's holds to expires, in one round trip when
+	// all of them are there, and returns those that are not, in the order
+	// given: swept by another process while this one could not refresh them
+	// (its departure announced), or lost by the store (Redis restarted
+	// empty). It does not make them again; the caller joins them again, so
+	// that a user no process holds any more is announced again.
+	Refresh(ctx context.Context, instance string, holds []PresenceHold, expires time.Time) (missing []PresenceHold, err error)
 
 	// Sweep removes every hold that expired before now (its process died)
 	// and returns the users no instance holds any more, removing their

@@ -101,7 +101,7 @@ func BenchmarkPresence(b *testing.B) {
 			}
 			before := commands(b, admin)
 			for b.Loop() {
-				if err := p.Refresh(ctx, "bench", holds, time.Now().Add(time.Minute)); err != nil {
+				if _, err := p.Refresh(ctx, "bench", holds, time.Now().Add(time.Minute)); err != nil {
 					b.Fatal(err)
 				}
 			}

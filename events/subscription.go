@@ -14,7 +14,8 @@ type Sink interface {
 	Event(ev *Event) error
 	// Reset tells the client that channel's history after its cursor is no
 	// longer available (trimmed, or the log was reset): it should refetch its
-	// state. Live events follow from the channel's current head.
+	// state. The subscription's Position(channel) is already the client's new
+	// position (the head, or the start of a new epoch); events after it follow.
 	Reset(channel string) error
 }
 
@@ -98,21 +99,17 @@ func (s *Subscription) AppendCursor(b []byte) []byte {
 	return AppendCursor(b, s.channels, s.Position)
 }
 
-// Replay sends each channel's history after the cursor to sink; a channel
-// without a cursor starts at its head (live only). Call it once, first.
+// Replay sends each channel's history after the cursor to sink. Channels
+// without a cursor have their head from Subscribe and replay nothing. Call
+// it once, first.
 func (s *Subscription) Replay(ctx context.Context, sink Sink) error {
 	for _, ch := range s.channels {
 		p, ok := s.start[ch]
 		if !ok {
-			head, err := s.hub.log.Head(ctx, ch)
-			if err != nil {
-				return fmt.Errorf("replay %s: %w", ch, err)
-			}
-			s.pos[ch] = head
 			continue
 		}
 		s.pos[ch] = p
-		if err := s.fill(ctx, ch, sink); err != nil {
+		if err := s.fill(ctx, ch, sink, false); err != nil {
 			return err
 		}
 	}
@@ -120,11 +117,13 @@ func (s *Subscription) Replay(ctx context.Context, sink Sink) error {
 }
 
 // Deliver sends a live event to sink unless the client already has it; when
-// the event shows a gap, it first reads the missing events from the log.
+// the event shows a gap, it first reads the missing events from the log. An
+// event of an epoch the client has not seen is never delivered silently: the
+// client gets a Reset of its channel, then the new epoch from its start.
 func (s *Subscription) Deliver(ctx context.Context, ev *Event, sink Sink) error {
 	if ev == resyncMarker {
 		for _, ch := range s.channels {
-			if err := s.fill(ctx, ch, sink); err != nil {
+			if err := s.fill(ctx, ch, sink, false); err != nil {
 				return err
 			}
 		}
@@ -137,24 +136,26 @@ func (s *Subscription) Deliver(ctx context.Context, ev *Event, sink Sink) error 
 	p := s.pos[ch]
 	switch {
 	case p.IsBeginning():
-		return s.fill(ctx, ch, sink) // history was empty: read it again, with this event
+		return s.fill(ctx, ch, sink, false) // history was empty: read it again, with this event
 	case ev.Pos.Epoch != p.Epoch:
-		if ev.Pos.Seq != 1 { // a new epoch began unseen: read it from its start
-			s.pos[ch] = Position{Epoch: ev.Pos.Epoch}
-			return s.fill(ctx, ch, sink)
-		}
+		// The log started a new epoch (reset, restarted, forgotten): the
+		// client's history ends here. Read the new epoch from its start.
+		s.pos[ch] = Position{Epoch: ev.Pos.Epoch}
+		return s.fill(ctx, ch, sink, true)
 	case ev.Pos.Seq <= p.Seq:
 		return nil // history already sent it
 	case ev.Pos.Seq > p.Seq+1:
-		return s.fill(ctx, ch, sink)
+		return s.fill(ctx, ch, sink, false)
 	}
 	s.pos[ch] = ev.Pos
 	return sink.Event(ev)
 }
 
-// fill sends channel's events after the client's position, page by page. When
-// the log cannot answer, it sends a reset and moves the client to the head.
-func (s *Subscription) fill(ctx context.Context, ch string, sink Sink) error {
+// fill sends channel's events after the client's position, page by page.
+// When the log cannot answer, it sends a reset and moves the client to the
+// head. With reset set (the position was moved to a new epoch's start), it
+// sends the reset before the first event: exactly one reset either way.
+func (s *Subscription) fill(ctx context.Context, ch string, sink Sink, reset bool) error {
 	for {
 		evs, err := s.hub.log.Read(ctx, ch, s.pos[ch], ReplayPage)
 		if errors.Is(err, ErrCursorGone) {
@@ -167,6 +168,12 @@ func (s *Subscription) fill(ctx context.Context, ch string, sink Sink) error {
 		}
 		if err != nil {
 			return fmt.Errorf("read %s: %w", ch, err)
+		}
+		if reset {
+			if err := sink.Reset(ch); err != nil {
+				return err
+			}
+			reset = false
 		}
 		for _, ev := range evs {
 			s.pos[ch] = ev.Pos

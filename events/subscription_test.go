@@ -47,7 +47,7 @@ func publish(t *testing.T, hub *events.Hub, channel string, n int) []*events.Eve
 
 func subscribe(t *testing.T, hub *events.Hub, channels []string, cur events.Cursor) *events.Subscription {
 	t.Helper()
-	sub, err := hub.Subscribe(channels, cur)
+	sub, err := hub.Subscribe(context.Background(), channels, cur)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestHubSubscribers(t *testing.T) {
 	b.Close()
 	hub.Close()
 	hub.Close() // idempotent
-	if _, err := hub.Subscribe([]string{"c"}, nil); !errors.Is(err, events.ErrClosed) {
+	if _, err := hub.Subscribe(context.Background(), []string{"c"}, nil); !errors.Is(err, events.ErrClosed) {
 		t.Errorf("Subscribe after Close: got %v, want ErrClosed", err)
 	}
 }
@@ -175,7 +175,9 @@ func TestReplayThenLive(t *testing.T) {
 		during int // events published after subscribing, before Replay
 		want   []int
 	}{
-		{"no cursor is live only", 3, -1, 2, nil},
+		// Live only from Subscribe's return: the events published after it
+		// (here, before Replay) are delivered; the older ones are not.
+		{"no cursor is live from Subscribe", 3, -1, 2, []int{4, 5}},
 		{"beginning replays all", 3, 0, 2, []int{1, 2, 3, 4, 5}},
 		{"cursor mid-history", 5, 2, 2, []int{3, 4, 5, 6, 7}},
 		{"cursor at head", 3, 3, 2, []int{4, 5}},
@@ -318,35 +320,114 @@ func TestSinkError(t *testing.T) {
 	}
 }
 
-// TestDeliverNewEpoch: a live event from an epoch the client has not seen
-// starts that epoch at its first event, or is read from the log (which
-// answers with a reset when it cannot).
+// swapLog is a log that can be replaced by a fresh one in place, as a Redis
+// restarted empty or flushed is: the same channels, a new epoch. The hub
+// watches only the first log; tests hand later events to Deliver.
+type swapLog struct {
+	*store.Memory // the first log, which the hub watches
+	cur           atomic.Pointer[store.Memory]
+}
+
+func newSwapLog(t *testing.T) *swapLog {
+	l := &swapLog{Memory: store.NewMemory(events.Retention{})}
+	l.cur.Store(l.Memory)
+	t.Cleanup(func() { l.Memory.Close() })
+	return l
+}
+
+// swap replaces the log by an empty one and returns it.
+func (l *swapLog) swap(t *testing.T) *store.Memory {
+	m := store.NewMemory(events.Retention{})
+	t.Cleanup(func() { m.Close() })
+	l.cur.Store(m)
+	return m
+}
+
+func (l *swapLog) Append(ctx context.Context, d []events.Draft) ([]*events.Event, error) {
+	return l.cur.Load().Append(ctx, d)
+}
+
+func (l *swapLog) Read(ctx context.Context, ch string, after events.Position, n int) ([]*events.Event, error) {
+	return l.cur.Load().Read(ctx, ch, after, n)
+}
+
+func (l *swapLog) Head(ctx context.Context, ch string) (events.Position, error) {
+	return l.cur.Load().Head(ctx, ch)
+}
+
+// TestDeliverNewEpoch: a client never moves to a new epoch silently. A live
+// event of an epoch it has not seen, the new epoch's first or a later one,
+// gives a reset of its channel, then the new epoch from its start, each
+// event exactly once; an epoch the log does not know gives a reset to the
+// head.
 func TestDeliverNewEpoch(t *testing.T) {
 	ctx := context.Background()
-	hub := newHub(t, events.Retention{})
-	evs := publish(t, hub, "c", 2)
-	sub := subscribe(t, hub, []string{"c"}, events.Cursor{"c": evs[1].Pos})
-	s := &sink{}
-	if err := sub.Replay(ctx, s); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name  string
+		first int // the new epoch's event Deliver sees first (1-based)
+	}{
+		{"first event of the new epoch", 1},
+		{"a later event of the new epoch", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := newSwapLog(t)
+			hub := events.NewHub(log, nil)
+			if err := hub.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(hub.Close)
+			old := publish(t, hub, "c", 2)
+			sub := subscribe(t, hub, []string{"c"}, events.Cursor{"c": old[1].Pos})
+			s := &sink{}
+			if err := sub.Replay(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+			drain(t, sub, s)
+			log.swap(t)
+			fresh := publish(t, hub, "c", 3) // not watched: the test delivers them
+			if fresh[0].Pos.Epoch == old[0].Pos.Epoch {
+				t.Fatalf("the swapped log reused epoch %s", old[0].Pos.Epoch)
+			}
+			if err := sub.Deliver(ctx, fresh[tc.first-1], s); err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range fresh { // the live feed then brings them all
+				if err := sub.Deliver(ctx, ev, s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if want := append([]string{"reset:c"}, ids(fresh...)...); !slices.Equal(s.got, want) {
+				t.Errorf("delivered: got %v, want %v", s.got, want)
+			}
+			if got := sub.Position("c"); got != fresh[2].Pos {
+				t.Errorf("Position: got %v, want %v", got, fresh[2].Pos)
+			}
+		})
 	}
-	d, _ := events.NewDraft("c", "t", nil)
-	first := events.NewEvent(d, events.Position{Epoch: "fresh", Seq: 1}, time.Now())
-	if err := sub.Deliver(ctx, first, s); err != nil {
-		t.Fatal(err)
-	}
-	if want := ids(first); !slices.Equal(s.got, want) {
-		t.Errorf("first event of a new epoch: got %v, want %v", s.got, want)
-	}
-	// Seq 3 of yet another epoch the log does not know: a reset, not a gap.
-	s.got = nil
-	later := events.NewEvent(d, events.Position{Epoch: "other", Seq: 3}, time.Now())
-	if err := sub.Deliver(ctx, later, s); err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"reset:c"}; !slices.Equal(s.got, want) {
-		t.Errorf("event 3 of an unknown epoch: got %v, want %v", s.got, want)
-	}
+
+	t.Run("epoch the log does not know", func(t *testing.T) {
+		hub := newHub(t, events.Retention{})
+		evs := publish(t, hub, "c", 2)
+		sub := subscribe(t, hub, []string{"c"}, events.Cursor{"c": evs[1].Pos})
+		s := &sink{}
+		if err := sub.Replay(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := events.NewDraft("c", "t", nil)
+		for _, seq := range []uint64{1, 3} {
+			s.got = nil
+			ev := events.NewEvent(d, events.Position{Epoch: "other", Seq: seq}, time.Now())
+			if err := sub.Deliver(ctx, ev, s); err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"reset:c"}; !slices.Equal(s.got, want) {
+				t.Errorf("event %d of an unknown epoch: got %v, want %v", seq, s.got, want)
+			}
+			if got := sub.Position("c"); got != evs[1].Pos {
+				t.Errorf("Position after event %d of an unknown epoch: got %v, want the head %v", seq, got, evs[1].Pos)
+			}
+		}
+	})
 }
 
 // lossyLog is a memory log whose live feed can drop events, as a Redis

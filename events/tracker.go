@@ -18,7 +18,10 @@ type PresenceConfig struct {
 	TypingTimeout time.Duration
 	// HoldTTL is how long a process's claim on its users lasts unless
 	// refreshed; a process that dies has its users announced as left by the
-	// others within HoldTTL plus a third of it.
+	// others within HoldTTL plus a third of it (a third more when the others
+	// could not reach the store just before). A process that could not
+	// refresh for longer has its swept users joined again, and announced
+	// joined, by its first heartbeat once the store answers.
 	HoldTTL time.Duration
 }
 
@@ -65,6 +68,7 @@ type Tracker struct {
 // localUser is a user connected to this process in one project.
 type localUser struct {
 	name    string
+	viewing *int64 // as last set through this process, to join again with
 	refs    int
 	leaveAt time.Time // when refs is 0: the end of the grace period
 }
@@ -113,25 +117,41 @@ func (t *Tracker) Connect(ctx context.Context, project, userID, name string) (re
 	if held {
 		return release, nil
 	}
-	if err := t.join(ctx, key, name); err != nil {
+	if err := t.join(ctx, key, PresenceUser{UserID: userID, Name: name}); err != nil {
 		release()
 		return nil, err
 	}
 	return release, nil
 }
 
-// join takes this process's hold on a user and announces them when no
-// process held them before.
-func (t *Tracker) join(ctx context.Context, key PresenceHold, name string) error {
-	user := PresenceUser{UserID: key.UserID, Name: name}
+// join takes this process's hold on a user (with their name, and their view
+// when it is known) and announces them when no process held them before.
+func (t *Tracker) join(ctx context.Context, key PresenceHold, user PresenceUser) error {
 	first, err := t.store.Join(ctx, key.Project, user, t.instance, time.Now().Add(t.cfg.HoldTTL))
 	if err != nil {
 		return fmt.Errorf("presence: join: %w", err)
 	}
 	if first {
-		t.announce(ctx, key.Project, "joined", key.UserID, name)
+		t.announce(ctx, key.Project, "joined", key.UserID, user.Name)
 	}
 	return nil
+}
+
+// rejoinUser is what join needs to hold key again, from what this process
+// knows; ok is false when the user is no longer connected here.
+func (t *Tracker) rejoinUser(key PresenceHold) (user PresenceUser, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lu := t.local[key]
+	if lu == nil {
+		return PresenceUser{}, false
+	}
+	user = PresenceUser{UserID: key.UserID, Name: lu.name}
+	if lu.viewing != nil {
+		v := *lu.viewing
+		user.Viewing = &v
+	}
+	return user, true
 }
 
 func (t *Tracker) release(key PresenceHold, lu *localUser) {
@@ -180,6 +200,15 @@ func (t *Tracker) Viewing(ctx context.Context, project, userID, name string, tic
 	if err := t.store.SetViewing(ctx, project, userID, ticket); err != nil {
 		return fmt.Errorf("presence: viewing: %w", err)
 	}
+	t.mu.Lock()
+	if lu := t.local[PresenceHold{Project: project, UserID: userID}]; lu != nil {
+		lu.viewing = nil
+		if ticket != nil {
+			v := *ticket
+			lu.viewing = &v
+		}
+	}
+	t.mu.Unlock()
 	return t.broadcast(ctx, project, "viewing", map[string]any{"user_id": userID, "username": name, "ticket_id": ticket})
 }
 

@@ -15,6 +15,13 @@ func (t *Tracker) loop() {
 	defer ticker.Stop()
 	every := t.cfg.HoldTTL / 3
 	nextBeat := time.Now().Add(every)
+	// failed: the last heartbeat or sweep could not reach the store. The
+	// first sweep after that waits one more heartbeat: when the store was
+	// out of reach for this process, it probably was for the others too, and
+	// their holds, expired meanwhile, are refreshed by their next heartbeat
+	// (within one interval) rather than swept and announced as left. A hold
+	// swept all the same is joined again by its process's heartbeat.
+	failed := false
 	for {
 		select {
 		case <-t.stop:
@@ -25,8 +32,11 @@ func (t *Tracker) loop() {
 			t.endTyping(ctx, now)
 			if !now.Before(nextBeat) {
 				nextBeat = now.Add(every)
-				t.heartbeat(ctx, now)
-				t.sweep(ctx, now)
+				answered := t.heartbeat(ctx, now)
+				if answered && !failed {
+					answered = t.sweep(ctx, now)
+				}
+				failed = !answered
 			}
 			cancel()
 		}
@@ -58,11 +68,8 @@ func (t *Tracker) endGrace(ctx context.Context, now time.Time) {
 		}
 		// A connection that arrived while the hold was being released is
 		// held again (announced again if others saw the user leave).
-		t.mu.Lock()
-		lu, back := t.local[key]
-		t.mu.Unlock()
-		if back {
-			if err := t.join(ctx, key, lu.name); err != nil {
+		if user, back := t.rejoinUser(key); back {
+			if err := t.join(ctx, key, user); err != nil {
 				t.logger.Warn("presence: rejoin failed", "project", key.Project, "user", key.UserID, "err", err)
 			}
 		}
@@ -94,8 +101,13 @@ func (t *Tracker) endTyping(ctx context.Context, now time.Time) {
 	}
 }
 
-// heartbeat refreshes every hold of this process in one store call.
-func (t *Tracker) heartbeat(ctx context.Context, now time.Time) {
+// heartbeat refreshes every hold of this process in one store call, and
+// joins again, through the ordinary join, the holds the store no longer has
+// (swept by another process during an outage, or lost by Redis): a user no
+// process holds any more is announced joined again, with their name and the
+// ticket they view as this process knows them. It reports whether the store
+// answered (true when there was nothing to refresh).
+func (t *Tracker) heartbeat(ctx context.Context, now time.Time) bool {
 	t.mu.Lock()
 	holds := make([]PresenceHold, 0, len(t.local))
 	for key := range t.local {
@@ -103,21 +115,40 @@ func (t *Tracker) heartbeat(ctx context.Context, now time.Time) {
 	}
 	t.mu.Unlock()
 	if len(holds) == 0 {
-		return
+		return true
 	}
-	if err := t.store.Refresh(ctx, t.instance, holds, now.Add(t.cfg.HoldTTL)); err != nil {
+	missing, err := t.store.Refresh(ctx, t.instance, holds, now.Add(t.cfg.HoldTTL))
+	if err != nil {
 		t.logger.Warn("presence: heartbeat failed; other processes may announce these users as left", "users", len(holds), "err", err)
+		return false
 	}
+	if len(missing) > 0 {
+		t.logger.Warn("presence: holds were gone (swept while this process could not refresh them, or lost by the store); joining them again",
+			"users", len(missing), "of", len(holds))
+	}
+	for _, key := range missing {
+		user, ok := t.rejoinUser(key)
+		if !ok {
+			continue
+		}
+		if err := t.join(ctx, key, user); err != nil {
+			t.logger.Warn("presence: rejoin failed; the next heartbeat tries again", "project", key.Project, "user", key.UserID, "err", err)
+			return false
+		}
+	}
+	return true
 }
 
-// sweep announces the users of processes that died.
-func (t *Tracker) sweep(ctx context.Context, now time.Time) {
+// sweep announces the users of processes that died. It reports whether the
+// store answered.
+func (t *Tracker) sweep(ctx context.Context, now time.Time) bool {
 	gone, err := t.store.Sweep(ctx, now)
 	if err != nil {
 		t.logger.Warn("presence: sweep failed", "err", err)
-		return
+		return false
 	}
 	for _, d := range gone {
 		t.announce(ctx, d.Project, "left", d.UserID, d.Name)
 	}
+	return true
 }

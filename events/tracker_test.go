@@ -27,7 +27,7 @@ func newPresenceWorld(t *testing.T) *presenceWorld {
 	if err := hub.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	sub, err := hub.Subscribe([]string{"project_1_presence"}, nil)
+	sub, err := hub.Subscribe(context.Background(), []string{"project_1_presence"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,8 +22,9 @@ var (
 // restart (every channel then starts a new epoch, so clients are told their
 // cursors are gone), and processes do not share it.
 type Memory struct {
-	ret events.Retention
-	now func() time.Time
+	ret    events.Retention
+	window time.Duration // how long an idempotency key is remembered
+	now    func() time.Time
 
 	mu    sync.RWMutex
 	chans map[string]*memChannel
@@ -41,16 +42,36 @@ type memChannel struct {
 	seq     uint64          // the newest event's sequence number
 	events  []*events.Event // the events kept, oldest first, consecutive seqs
 	touched time.Time
+	seen    memKeys // idempotency keys of the last window
 }
 
 type memWatcher struct{ deliver func(*events.Event) }
 
+// MemoryOptions configure a memory log. Zero values take the defaults.
+type MemoryOptions struct {
+	// Retention bounds each channel's history.
+	Retention events.Retention
+	// IdempotencyWindow is how long a channel remembers an idempotency key
+	// (default events.IdempotencyWindow).
+	IdempotencyWindow time.Duration
+}
+
 // NewMemory returns a memory log with the given retention (zero fields take
 // the defaults). Close stops its janitor.
 func NewMemory(ret events.Retention) *Memory {
+	return NewMemoryWith(MemoryOptions{Retention: ret})
+}
+
+// NewMemoryWith returns a memory log configured by opt. Close stops its
+// janitor.
+func NewMemoryWith(opt MemoryOptions) *Memory {
+	if opt.IdempotencyWindow <= 0 {
+		opt.IdempotencyWindow = events.IdempotencyWindow
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Memory{
-		ret:         ret.WithDefaults(),
+		ret:         opt.Retention.WithDefaults(),
+		window:      opt.IdempotencyWindow,
 		now:         time.Now,
 		chans:       make(map[string]*memChannel),
 		stopJanitor: cancel,
@@ -78,9 +99,14 @@ func (m *Memory) channel(name string, create bool) *memChannel {
 	return c
 }
 
-// Append stores drafts in order. Watchers are called while the channel is
-// locked, so they see each channel's events in append order.
+// Append stores drafts in order; a draft whose idempotency key its channel
+// saw within the window is answered from memory instead (see events.Log).
+// Watchers are called while the channel is locked, so they see each
+// channel's events in append order.
 func (m *Memory) Append(ctx context.Context, drafts []events.Draft) ([]*events.Event, error) {
+	if err := checkKeys(drafts); err != nil {
+		return nil, err
+	}
 	out := make([]*events.Event, 0, len(drafts))
 	for _, d := range drafts {
 		if err := ctx.Err(); err != nil {
@@ -94,10 +120,19 @@ func (m *Memory) Append(ctx context.Context, drafts []events.Draft) ([]*events.E
 				continue
 			}
 			now := m.now()
+			c.seen.prune(now)
+			if first, ok := c.seen.get(d.IdempotencyKey); ok {
+				c.mu.Unlock()
+				ev := events.NewEvent(d, first.pos, first.time)
+				ev.Repeat = true
+				out = append(out, ev)
+				break
+			}
 			c.seq++
 			ev := events.NewEvent(d, events.Position{Epoch: c.epoch, Seq: c.seq}, now)
 			c.events = append(c.events, ev)
 			c.touched = now
+			c.seen.add(d.IdempotencyKey, ev.Pos, now, now.Add(m.window))
 			m.trim(c, now)
 			for _, w := range *m.watchers.Load() {
 				w.deliver(ev)
@@ -227,10 +262,11 @@ func (m *Memory) updateWatchers(f func([]*memWatcher) []*memWatcher) {
 func (m *Memory) Ping(context.Context) error { return nil }
 
 // janitor forgets channels idle for longer than MaxAge, so memory does not
-// grow with every channel ever used.
+// grow with every channel ever used, and idempotency keys past their window
+// on channels nobody appends to.
 func (m *Memory) janitor(ctx context.Context) {
 	defer close(m.janitorDone)
-	t := time.NewTicker(min(m.ret.MaxAge/4, time.Minute))
+	t := time.NewTicker(min(m.ret.MaxAge/4, m.window, time.Minute))
 	defer t.Stop()
 	for {
 		select {
@@ -243,11 +279,13 @@ func (m *Memory) janitor(ctx context.Context) {
 }
 
 func (m *Memory) sweep() {
-	cutoff := m.now().Add(-m.ret.MaxAge)
+	now := m.now()
+	cutoff := now.Add(-m.ret.MaxAge)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for name, c := range m.chans {
 		c.mu.Lock()
+		c.seen.prune(now)
 		if c.touched.Before(cutoff) {
 			c.epoch = "" // writers holding c retry with a new channel
 			delete(m.chans, name)
@@ -263,4 +301,72 @@ func (m *Memory) Close() error {
 		<-m.janitorDone
 	})
 	return nil
+}
+
+// checkKeys validates every draft's idempotency key before anything is
+// stored, so a bad key in a batch stores nothing.
+func checkKeys(drafts []events.Draft) error {
+	for i, d := range drafts {
+		if d.IdempotencyKey == "" {
+			continue
+		}
+		if err := events.ValidateIdempotencyKey(d.IdempotencyKey); err != nil {
+			return fmt.Errorf("store: append: event %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// memKeys are the idempotency keys one memory channel saw within its window,
+// with the first append's position and time. Keys expire in the order they
+// were added (each lives exactly one window), so a FIFO of them prunes in
+// O(expired): memory is bounded by the keys of one window, and once a
+// window passes with no key, both the map and the queue are dropped (a Go
+// map never shrinks by itself).
+type memKeys struct {
+	byKey map[string]memKey
+	order []string // keys oldest first; order[i] expires no later than order[i+1]
+}
+
+type memKey struct {
+	pos     events.Position
+	time    time.Time
+	expires time.Time
+}
+
+// get returns the first append of key, if it is remembered. key "" is never.
+func (s *memKeys) get(key string) (memKey, bool) {
+	if key == "" {
+		return memKey{}, false
+	}
+	k, ok := s.byKey[key]
+	return k, ok
+}
+
+// add remembers key ("" is ignored) until expires. The caller has pruned
+// and checked key is not remembered.
+func (s *memKeys) add(key string, pos events.Position, at, expires time.Time) {
+	if key == "" {
+		return
+	}
+	if s.byKey == nil {
+		s.byKey = make(map[string]memKey)
+	}
+	s.byKey[key] = memKey{pos: pos, time: at, expires: expires}
+	s.order = append(s.order, key)
+}
+
+// prune forgets the keys whose window has passed at now.
+func (s *memKeys) prune(now time.Time) {
+	n := 0
+	for n < len(s.order) && !now.Before(s.byKey[s.order[n]].expires) {
+		delete(s.byKey, s.order[n])
+		n++
+	}
+	if n == len(s.order) {
+		s.byKey, s.order = nil, nil
+		return
+	}
+	clear(s.order[:n])
+	s.order = s.order[n:] // append reallocates from the live part when full
 }

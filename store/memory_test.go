@@ -10,8 +10,8 @@ import (
 
 func TestMemory(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, ret events.Retention) events.Log {
-		m := store.NewMemory(ret)
+	storetest.Run(t, func(t *testing.T, opt storetest.Options) events.Log {
+		m := store.NewMemoryWith(store.MemoryOptions{Retention: opt.Retention, IdempotencyWindow: opt.IdempotencyWindow})
 		t.Cleanup(func() { _ = m.Close() })
 		return m
 	})

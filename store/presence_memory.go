@@ -52,6 +52,9 @@ func (p *MemoryPresence) Join(ctx context.Context, project string, user events.P
 		users[user.UserID] = u
 	}
 	u.user.Name = user.Name
+	if user.Viewing != nil {
+		u.user.Viewing = clonePtr(user.Viewing)
+	}
 	u.holds[instance] = expires
 	return first, nil
 }
@@ -86,22 +89,35 @@ func (p *MemoryPresence) remove(project, userID string) {
 	}
 }
 
-// Refresh extends instance's existing holds to expires. A hold swept
-// meanwhile is not made again (its departure was announced), as in Redis.
-func (p *MemoryPresence) Refresh(ctx context.Context, instance string, holds []events.PresenceHold, expires time.Time) error {
+// Refresh extends instance's existing holds to expires and returns those
+// that are not there. A hold swept meanwhile is not made again (its departure
+// was announced), as in Redis: the caller joins it again.
+func (p *MemoryPresence) Refresh(ctx context.Context, instance string, holds []events.PresenceHold, expires time.Time) ([]events.PresenceHold, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var missing []events.PresenceHold
 	for _, h := range holds {
-		if u := p.projects[h.Project][h.UserID]; u != nil {
-			if _, ok := u.holds[instance]; ok {
-				u.holds[instance] = expires
-			}
+		u := p.projects[h.Project][h.UserID]
+		if _, ok := u.holdOf(instance); !ok {
+			missing = append(missing, h)
+			continue
 		}
+		u.holds[instance] = expires
 	}
-	return nil
+	return missing, nil
+}
+
+// holdOf returns when instance's hold on u expires, if u (possibly nil) has
+// one.
+func (u *memPresence) holdOf(instance string) (time.Time, bool) {
+	if u == nil {
+		return time.Time{}, false
+	}
+	exp, ok := u.holds[instance]
+	return exp, ok
 }
 
 // Sweep removes holds that expired before now; see events.Presence.

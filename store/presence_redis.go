@@ -92,7 +92,7 @@ func (p *RedisPresence) Join(ctx context.Context, project string, user events.Pr
 	}
 	keys := []string{p.holdsKey(), p.countsKey(), p.stateKey(project)}
 	first, err := scriptPresenceJoin.Run(ctx, p.r.client, keys, project+holdSep+user.UserID+holdSep+instance,
-		expires.UnixMilli(), project+holdSep+user.UserID, user.UserID, user.Name).Int()
+		expires.UnixMilli(), project+holdSep+user.UserID, user.UserID, user.Name, ticketText(user.Viewing)).Int()
 	if err != nil {
 		return false, p.r.fail("presence join", err)
 	}
@@ -113,28 +113,59 @@ func (p *RedisPresence) Leave(ctx context.Context, project, userID, instance str
 	return last == 1, nil
 }
 
-// Refresh extends instance's holds to expires with one ZADD XX, whatever
-// their number: one command per heartbeat per process. A hold swept
-// meanwhile (its departure announced) is not made again; Join makes it.
-func (p *RedisPresence) Refresh(ctx context.Context, instance string, holds []events.PresenceHold, expires time.Time) error {
+// Refresh extends instance's holds to expires and returns those that are not
+// there; see events.Presence. One ZADD XX CH, whatever their number, when
+// it changed every hold: one command per heartbeat per process. When it
+// changed fewer (some are missing, or were at this expiry already), one
+// ZMSCORE tells which are missing. A missing hold is not made again: Join
+// makes it, and announces the user if no process holds them.
+func (p *RedisPresence) Refresh(ctx context.Context, instance string, holds []events.PresenceHold, expires time.Time) ([]events.PresenceHold, error) {
 	if len(holds) == 0 {
-		return nil
+		return nil, nil
 	}
 	if err := checkIDs("refresh", instance); err != nil {
-		return err
+		return nil, err
 	}
 	score := float64(expires.UnixMilli())
 	members := make([]redis.Z, len(holds))
 	for i, h := range holds {
 		if err := checkIDs("refresh", h.Project, h.UserID); err != nil {
-			return err
+			return nil, err
 		}
 		members[i] = redis.Z{Score: score, Member: h.Project + holdSep + h.UserID + holdSep + instance}
 	}
-	if err := p.r.client.ZAddArgs(ctx, p.holdsKey(), redis.ZAddArgs{XX: true, Members: members}).Err(); err != nil {
-		return p.r.fail("presence refresh", err)
+	changed, err := p.r.client.ZAddArgs(ctx, p.holdsKey(), redis.ZAddArgs{XX: true, Ch: true, Members: members}).Result()
+	if err != nil {
+		return nil, p.r.fail("presence refresh", err)
 	}
-	return nil
+	if changed == int64(len(members)) {
+		return nil, nil
+	}
+	return p.missing(ctx, holds, members)
+}
+
+// missing returns the holds whose members are not in the holds set, with one
+// ZMSCORE (nil for a member that is not there; go-redis's ZMScore would say 0).
+func (p *RedisPresence) missing(ctx context.Context, holds []events.PresenceHold, members []redis.Z) ([]events.PresenceHold, error) {
+	args := make([]any, 0, 2+len(members))
+	args = append(args, "zmscore", p.holdsKey())
+	for _, m := range members {
+		args = append(args, m.Member)
+	}
+	scores, err := p.r.client.Do(ctx, args...).Slice()
+	if err != nil {
+		return nil, p.r.fail("presence refresh", err)
+	}
+	if len(scores) != len(holds) {
+		return nil, fmt.Errorf("store: presence refresh: ZMSCORE answered %d scores for %d holds", len(scores), len(holds))
+	}
+	var out []events.PresenceHold
+	for i, s := range scores {
+		if s == nil {
+			out = append(out, holds[i])
+		}
+	}
+	return out, nil
 }
 
 // Sweep removes holds that expired before now and returns the departures;

@@ -3,8 +3,12 @@ package store_test
 import (
 	"context"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/relaydev/relay/events"
 	"github.com/relaydev/relay/store"
@@ -121,4 +125,85 @@ func TestRedisPresenceKeys(t *testing.T) {
 	if _, err := p.Join(ctx, "7", events.PresenceUser{UserID: "a\x1fb"}, "i", time.Now()); err == nil {
 		t.Error("Join accepted a user id containing the member separator")
 	}
+}
+
+// TestRedisPresenceRefreshAfterRestartEmpty: Redis restarts with nothing;
+// the next Refresh reports every hold, and joining them again restores the
+// users. A heartbeat costs Redis one command when every hold is there, and
+// one more when some are not (then one Join script per missing hold).
+func TestRedisPresenceRefreshAfterRestartEmpty(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := redistest.NewServer(t)
+	r := openRedis(t, srv.URL, redistest.Prefix(t), events.Retention{})
+	p := r.Presence()
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = admin.Close() })
+	holds := []events.PresenceHold{{Project: "7", UserID: "1"}, {Project: "7", UserID: "2"}, {Project: "8", UserID: "1"}}
+	expires := time.Now().Add(time.Minute)
+	for _, h := range holds {
+		if _, err := p.Join(ctx, h.Project, events.PresenceUser{UserID: h.UserID, Name: "n" + h.UserID}, "proc", expires); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refresh := func(what string) (missing []events.PresenceHold, cmds int64) {
+		t.Helper()
+		before := commandsProcessed(t, admin)
+		expires = expires.Add(time.Second)
+		missing, err := p.Refresh(ctx, "proc", holds, expires)
+		if err != nil {
+			t.Fatalf("%s: Refresh: %v", what, err)
+		}
+		return missing, commandsProcessed(t, admin) - before - 1 // the first INFO counts
+	}
+	if missing, cmds := refresh("all there"); len(missing) != 0 || cmds != 1 {
+		t.Errorf("Refresh with every hold there: missing %v, %d Redis commands; want none, 1", missing, cmds)
+	}
+
+	srv.Stop(t)
+	srv.Start(t) // empty
+	// Reconnect first, so that the handshake is not counted below.
+	if err := r.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	missing, cmds := refresh("after the restart")
+	if !slices.Equal(missing, holds) || cmds != 2 {
+		t.Errorf("Refresh after Redis restarted empty: missing %v, %d Redis commands; want %v, 2 (ZADD XX CH, ZMSCORE)", missing, cmds, holds)
+	}
+	for _, h := range missing {
+		user := events.PresenceUser{UserID: h.UserID, Name: "n" + h.UserID, Viewing: new(int64(42))}
+		if first, err := p.Join(ctx, h.Project, user, "proc", expires); err != nil || !first {
+			t.Errorf("Join(%v) again = %v, %v; want first", h, first, err)
+		}
+	}
+	users, err := p.Users(ctx, "7", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(users) != 2 || users[0].Name != "n1" || users[1].Viewing == nil || *users[1].Viewing != 42 {
+		t.Errorf("project 7 after joining again: %+v, want users 1 and 2, named, viewing 42", users)
+	}
+	if missing, cmds := refresh("joined again"); len(missing) != 0 || cmds != 1 {
+		t.Errorf("Refresh after joining again: missing %v, %d Redis commands; want none, 1", missing, cmds)
+	}
+}
+
+// commandsProcessed is Redis's count of commands so far (INFO stats).
+func commandsProcessed(t *testing.T, c *redis.Client) int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "stats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("INFO stats has no total_commands_processed")
+	return 0
 }

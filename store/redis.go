@@ -5,12 +5,16 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -52,6 +56,9 @@ type RedisOptions struct {
 	Retention events.Retention
 	// Logger receives Pub/Sub outages and recoveries (default: discarded).
 	Logger *slog.Logger
+	// IdempotencyWindow is how long a channel remembers an idempotency key
+	// (default events.IdempotencyWindow); Redis expires each key after it.
+	IdempotencyWindow time.Duration
 }
 
 // Redis is an events.Log on Redis Streams, shared by every relay process
@@ -60,9 +67,27 @@ type RedisOptions struct {
 // Each channel has two keys in one Cluster hash slot: the stream
 // "<prefix>{<channel>}:s", entries "<seq>-0" with fields d (fields), t (time,
 // unix ms from Redis's clock) and y (type); and the hash "<prefix>{<channel>}:m",
-// fields e (epoch), s (newest seq) and t (newest time). Every append, and every
+// fields e (epoch), s (newest seq), t (newest time) and r (the run_id of the
+// Redis server that wrote it). Every append, and every
 // Head, makes both expire MaxAge later, so an idle channel is forgotten and
-// starts a new epoch. Each append also publishes the event on the Pub/Sub
+// starts a new epoch. An append with an idempotency key also sets the string
+// "<prefix>{<channel>}:i:<key>" (same slot) to the first append's position
+// and time, expiring after the idempotency window; the publish script checks
+// it first, so a repeat is answered atomically and neither stored nor
+// published.
+//
+// Redis can come back older than what it answered: a restart from an RDB
+// snapshot, or a replica promoted with replication lag, keeps the meta hash
+// with a seq behind ids already handed out. So every publish, read and head
+// script compares the hash's run_id with the server's (INFO server), and on
+// a difference (the server restarted, another node was promoted, the keys
+// were migrated) starts a new epoch at seq 0 and drops the old stream before
+// doing its work (relay_epoch in redis_lib.lua). The cost: every client gets
+// a reset after every Redis restart or failover, even when nothing was lost
+// (AOF with appendfsync always), and each script runs INFO server. The
+// benefit: an id is never handed out for two events, and a client that was
+// offline during the rollback is told too, whenever it comes back. A hash
+// written without a run_id (an older relay) adopts the current one. Each append also publishes the event on the Pub/Sub
 // channel "<prefix>events" (format in redis_publish.lua), which Watch reads;
 // Broadcast publishes ephemeral events there too (format in redis_watch.go).
 type Redis struct {
@@ -72,6 +97,7 @@ type Redis struct {
 	prefix  string
 	ret     events.Retention
 	maxAge  int64 // ms, ≥ 1
+	window  int64 // idempotency window, ms, ≥ 1
 	log     *slog.Logger
 	watcher redisWatcher
 
@@ -102,7 +128,10 @@ func OpenRedis(ctx context.Context, rawURL string, opt RedisOptions) (*Redis, er
 }
 
 // NewRedis returns a log on client, which it checks (PING) and prepares (it
-// loads the scripts). Close leaves client open.
+// loads the scripts). Close leaves client open. client must not retry failed
+// commands (MaxRetries -1; for Cluster, MaxRedirects -1 too): a retried
+// publish would be stored twice. Set its timeouts as newRedisClient does
+// (redis_client.go) for outages to show fast.
 func NewRedis(ctx context.Context, client redis.UniversalClient, opt RedisOptions) (*Redis, error) {
 	if opt.Prefix == "" {
 		opt.Prefix = DefaultRedisPrefix
@@ -110,8 +139,14 @@ func NewRedis(ctx context.Context, client redis.UniversalClient, opt RedisOption
 	if strings.ContainsAny(opt.Prefix, "{}") {
 		return nil, fmt.Errorf("store: redis prefix %q contains '{' or '}': choose one without, such as %q: %w", opt.Prefix, DefaultRedisPrefix, events.ErrInvalid)
 	}
+	if err := checkNoRetry(client); err != nil {
+		return nil, fmt.Errorf("store: redis: %w: %w", err, events.ErrInvalid)
+	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.IdempotencyWindow <= 0 {
+		opt.IdempotencyWindow = events.IdempotencyWindow
 	}
 	ret := opt.Retention.WithDefaults()
 	r := &Redis{
@@ -120,6 +155,7 @@ func NewRedis(ctx context.Context, client redis.UniversalClient, opt RedisOption
 		prefix: opt.Prefix,
 		ret:    ret,
 		maxAge: max(ret.MaxAge.Milliseconds(), 1),
+		window: max(opt.IdempotencyWindow.Milliseconds(), 1),
 		log:    opt.Logger.With("store", "redis", "addr", describe(client)),
 	}
 	r.watcher.r = r
@@ -141,9 +177,22 @@ func (r *Redis) keys(channel string) []string {
 	return []string{tag + "m", tag + "s"}
 }
 
+// publishKeys returns the keys of d's publish script: the channel's, and its
+// idempotency key's string when d has one. Channel names have no braces, so
+// the channel's hash tag is the first one, whatever the key holds.
+func (r *Redis) publishKeys(d events.Draft) []string {
+	keys := r.keys(d.Channel)
+	if d.IdempotencyKey != "" {
+		keys = append(keys, r.prefix+"{"+d.Channel+"}:i:"+d.IdempotencyKey)
+	}
+	return keys
+}
+
 func (r *Redis) pubsubChannel() string { return r.prefix + "events" }
 
-// fail wraps err from op, saying what to do next.
+// fail wraps err from op, saying what to do next. Redis not answering (down,
+// stalled, failing over, loading its data) wraps events.ErrUnavailable: the
+// caller may retry, an append with the same idempotency keys.
 func (r *Redis) fail(op string, err error) error {
 	var rerr redis.Error
 	switch {
@@ -151,17 +200,48 @@ func (r *Redis) fail(op string, err error) error {
 		return fmt.Errorf("store: %s: %w", op, err)
 	case errors.Is(err, redis.ErrClosed) || r.closed.Load():
 		return fmt.Errorf("store: %s: %w: %w", op, events.ErrClosed, err)
+	case unavailable(err):
+		return fmt.Errorf("store: %s: %w: %w; is Redis running at %s? set REDIS_URL; retry later (an append with the same idempotency keys)", op, events.ErrUnavailable, err, r.addr)
 	case errors.As(err, &rerr):
 		return fmt.Errorf("store: %s: Redis at %s refused: %w (relay needs Redis 6.2 or later, and a user allowed scripts, streams and PUBLISH)", op, r.addr, err)
 	}
 	return fmt.Errorf("store: %s: %w; is Redis running at %s? set REDIS_URL", op, err, r.addr)
 }
 
+// unavailable reports whether err means Redis did not answer, or answered
+// that it cannot serve yet: the outcome of the call is unknown.
+func unavailable(err error) bool {
+	var nerr net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &nerr) && nerr.Timeout(), errors.Is(err, redis.ErrPoolTimeout),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return true
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" { // any failure to connect: DNS, refused, unreachable
+		return true
+	}
+	for _, prefix := range []string{"LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "BUSY"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // Append stores drafts, one script per event (see redis_publish.lua), all in
-// one pipeline: one round trip per batch, each channel's events in order.
+// one pipeline: one round trip per batch, each channel's events in order. A
+// repeat of an idempotency key seen within the window comes back with Repeat
+// set and the first append's position and time.
 func (r *Redis) Append(ctx context.Context, drafts []events.Draft) ([]*events.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, r.fail("append", err)
+	}
+	if err := checkKeys(drafts); err != nil {
+		return nil, err
 	}
 	out := make([]*events.Event, 0, len(drafts))
 	reloaded := false
@@ -170,8 +250,8 @@ func (r *Redis) Append(ctx context.Context, drafts []events.Draft) ([]*events.Ev
 		cmds := make([]*redis.Cmd, len(rest))
 		_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, d := range rest {
-				cmds[i] = scriptPublish.EvalSha(ctx, p, r.keys(d.Channel), events.NewEpoch(), d.Type, d.Fields,
-					r.ret.MaxEvents, r.maxAge, r.pubsubChannel(), d.Channel)
+				cmds[i] = scriptPublish.EvalSha(ctx, p, r.publishKeys(d), events.NewEpoch(), d.Type, d.Fields,
+					r.ret.MaxEvents, r.maxAge, r.pubsubChannel(), d.Channel, r.window)
 			}
 			return nil
 		})
@@ -212,17 +292,20 @@ func appended(d events.Draft, cmd *redis.Cmd) (*events.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(res) != 3 {
-		return nil, fmt.Errorf("publish script returned %d values, want 3", len(res))
+	if len(res) != 4 {
+		return nil, fmt.Errorf("publish script returned %d values, want 4", len(res))
 	}
 	epoch, _ := res[0].(string)
 	seq, _ := res[1].(int64)
 	msText, _ := res[2].(string)
+	repeat, _ := res[3].(int64)
 	ms, err := strconv.ParseInt(msText, 10, 64)
 	if epoch == "" || seq <= 0 || err != nil {
 		return nil, fmt.Errorf("publish script returned %v", res)
 	}
-	return events.NewEvent(d, events.Position{Epoch: epoch, Seq: uint64(seq)}, time.UnixMilli(ms)), nil
+	ev := events.NewEvent(d, events.Position{Epoch: epoch, Seq: uint64(seq)}, time.UnixMilli(ms))
+	ev.Repeat = repeat == 1
+	return ev, nil
 }
 
 // Read returns up to limit events of channel after position after, applying
@@ -231,7 +314,7 @@ func (r *Redis) Read(ctx context.Context, channel string, after events.Position,
 	if err := ctx.Err(); err != nil {
 		return nil, r.fail("read", err)
 	}
-	res, err := scriptRead.Run(ctx, r.client, r.keys(channel), after.Epoch, after.Seq, limit, r.maxAge).Slice()
+	res, err := scriptRead.Run(ctx, r.client, r.keys(channel), after.Epoch, after.Seq, limit, r.maxAge, events.NewEpoch()).Slice()
 	if err != nil {
 		return nil, r.fail("read", err)
 	}

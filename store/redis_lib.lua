@@ -50,12 +50,29 @@ local function relay_trim_aged(stream, cutoff)
   return hi
 end
 
--- relay_epoch returns the channel's epoch, starting the log with candidate
--- when the channel is new (or was forgotten: its stale stream is dropped).
+-- relay_run_id is the run_id of the Redis server running the script: a new
+-- one after every restart, and another on the replica promoted by a failover.
+local function relay_run_id()
+  return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+end
+
+-- relay_epoch returns the channel's epoch, starting a new one with candidate
+-- (seq 0, its stale stream dropped) when the channel is new, was forgotten,
+-- or was last written by another Redis server run: a restart from a snapshot
+-- or a promoted replica may have lost its newest writes, so its seq may be
+-- behind ids already handed out. A meta hash without a run_id (an older
+-- relay's) adopts the current one and keeps its epoch.
 local function relay_epoch(meta, stream, candidate)
-  local epoch = redis.call('HGET', meta, 'e')
-  if epoch then return epoch end
+  local m = redis.call('HMGET', meta, 'e', 'r')
+  local epoch, run = m[1], m[2]
+  local current = relay_run_id()
+  if epoch and run == current then return epoch end
+  if epoch and not run then
+    redis.call('HSET', meta, 'r', current)
+    return epoch
+  end
   redis.call('DEL', stream)
-  redis.call('HSET', meta, 'e', candidate)
+  -- t stays: event times never go back, even across epochs
+  redis.call('HSET', meta, 'e', candidate, 's', 0, 'r', current)
   return candidate
 end

@@ -22,14 +22,21 @@ import (
 
 func TestRedis(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, ret events.Retention) events.Log {
-		return openRedis(t, redistest.URL(t), redistest.Prefix(t), ret)
+	storetest.Run(t, func(t *testing.T, opt storetest.Options) events.Log {
+		return openRedisWith(t, redistest.URL(t), store.RedisOptions{Prefix: redistest.Prefix(t),
+			Retention: opt.Retention, IdempotencyWindow: opt.IdempotencyWindow})
 	})
 }
 
 func openRedis(t *testing.T, url, prefix string, ret events.Retention) *store.Redis {
 	t.Helper()
-	r, err := store.OpenRedis(context.Background(), url, store.RedisOptions{Prefix: prefix, Retention: ret, Logger: testLogger(t)})
+	return openRedisWith(t, url, store.RedisOptions{Prefix: prefix, Retention: ret})
+}
+
+func openRedisWith(t *testing.T, url string, opt store.RedisOptions) *store.Redis {
+	t.Helper()
+	opt.Logger = testLogger(t)
+	r, err := store.OpenRedis(context.Background(), url, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +208,14 @@ func TestRedisKeys(t *testing.T) {
 		if ttl := client.PTTL(context.Background(), k).Val(); ttl <= 0 || ttl > events.DefaultMaxAge {
 			t.Errorf("PTTL %s = %v, want up to %v", k, ttl, events.DefaultMaxAge)
 		}
+	}
+	// An idempotency key is a string in the channel's slot, kept one window.
+	if _, err := r.Append(context.Background(), []events.Draft{{Channel: "project_7:tickets", Type: "t", IdempotencyKey: "k-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	key := prefix + "{project_7:tickets}:i:k-1"
+	if ttl := client.PTTL(context.Background(), key).Val(); ttl <= 0 || ttl > events.IdempotencyWindow {
+		t.Errorf("PTTL %s = %v, want up to %v", key, ttl, events.IdempotencyWindow)
 	}
 }
 

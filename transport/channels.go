@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
@@ -87,6 +88,53 @@ func (s *Server) prepare(c echo.Context, channels channelsFunc) (*streamRequest,
 		return nil, err
 	}
 	return &streamRequest{id: id, channels: chans, cursor: cur}, nil
+}
+
+// openStream is a stream ready to answer: its request, its subscription in
+// place (every channel's start position taken) and its user online.
+type openStream struct {
+	*streamRequest
+	sub     *events.Subscription
+	states  []*events.Event // presence_state messages, sent after history
+	offline func()
+}
+
+// open authenticates and authorizes the request, takes the user online,
+// subscribes, and reads the presence states: all before the client has its
+// 200 or 101, so that every event published after the client has its answer
+// reaches it. The user goes online before the subscription takes its heads,
+// so a live-only client is not sent its own join; the states are read after,
+// so no presence change falls between them and the live events. The store
+// calls are bounded by StoreTimeout. On error nothing is left open.
+func (s *Server) open(c echo.Context, channels channelsFunc) (*openStream, error) {
+	req, err := s.prepare(c, channels)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.StoreTimeout)
+	defer cancel()
+	offline, err := s.goOnline(ctx, req)
+	if err != nil {
+		return nil, s.storeError(ctx, err)
+	}
+	sub, err := s.hub.Subscribe(ctx, req.channels, req.cursor)
+	if err != nil {
+		offline()
+		return nil, s.storeError(ctx, err)
+	}
+	states, err := s.presenceStates(ctx, req)
+	if err != nil {
+		sub.Close()
+		offline()
+		return nil, s.storeError(ctx, err)
+	}
+	return &openStream{streamRequest: req, sub: sub, states: states, offline: offline}, nil
+}
+
+// close takes the user offline and ends the subscription.
+func (o *openStream) close() {
+	o.offline()
+	o.sub.Close()
 }
 
 // stream serves a channel group as WebSocket when the request is an upgrade,

@@ -1,7 +1,9 @@
 package transport
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -146,4 +148,15 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 	}
 	_ = c.JSON(f.status, errorBody{Error: f.code, Message: message(err, f)})
+}
+
+// storeError reports a store call that ran out of StoreTimeout as
+// ErrUnavailable (the store did not answer in time), and logs what the store
+// said; other errors pass unchanged.
+func (s *Server) storeError(ctx context.Context, err error) error {
+	if errors.Is(err, events.ErrUnavailable) || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return err
+	}
+	s.logger.Warn("store did not answer in time", "timeout", s.cfg.StoreTimeout, "err", err)
+	return fmt.Errorf("relay's store did not answer within %v; retry shortly: %w", s.cfg.StoreTimeout, events.ErrUnavailable)
 }

@@ -38,12 +38,11 @@ func presenceProjects(channels []string) []string {
 }
 
 // goOnline marks the user online in every project whose presence channel
-// the stream reads, and returns the presence_state messages to send after
-// history and the release to call when the stream ends.
-func (s *Server) goOnline(ctx context.Context, req *streamRequest) ([]*events.Event, func(), error) {
+// the stream reads, and returns the release to call when the stream ends.
+func (s *Server) goOnline(ctx context.Context, req *streamRequest) (func(), error) {
 	projects := presenceProjects(req.channels)
 	if s.presence == nil || len(projects) == 0 {
-		return nil, func() {}, nil
+		return func() {}, nil
 	}
 	var releases []func()
 	release := func() {
@@ -51,22 +50,33 @@ func (s *Server) goOnline(ctx context.Context, req *streamRequest) ([]*events.Ev
 			r()
 		}
 	}
-	var states []*events.Event
 	for _, p := range projects {
 		r, err := s.presence.Connect(ctx, p, req.id.UserID, req.id.Name)
 		if err != nil {
 			release()
-			return nil, nil, err
+			return nil, err
 		}
 		releases = append(releases, r)
+	}
+	return release, nil
+}
+
+// presenceStates returns the presence_state messages to send after history,
+// one per project whose presence channel the stream reads.
+func (s *Server) presenceStates(ctx context.Context, req *streamRequest) ([]*events.Event, error) {
+	projects := presenceProjects(req.channels)
+	if s.presence == nil || len(projects) == 0 {
+		return nil, nil
+	}
+	states := make([]*events.Event, 0, len(projects))
+	for _, p := range projects {
 		st, err := s.presence.State(ctx, p)
 		if err != nil {
-			release()
-			return nil, nil, err
+			return nil, err
 		}
 		states = append(states, st)
 	}
-	return states, release, nil
+	return states, nil
 }
 
 // action is a client's presence action: typing or viewing.

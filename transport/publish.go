@@ -2,7 +2,9 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,7 +20,13 @@ const MaxBatch = 1000
 
 // publish is POST /api/publish: one event object, or an array of them. Every
 // event is validated before any is stored; the answer comes once all are in
-// the log, with the ids subscribers will see.
+// the log, with the ids subscribers will see, and within StoreTimeout.
+//
+// An idempotency key (the Idempotency-Key header for a single event, an
+// idempotency_key member per event) makes a retry safe: a key its channel
+// has seen within events.IdempotencyWindow stores nothing and answers the
+// first publish's id, in the same body, with Idempotent-Replayed: true when
+// every event of the request was such a repeat.
 func (s *Server) publish(c echo.Context) error {
 	id, err := s.identify(c.Request())
 	if err != nil {
@@ -32,9 +40,21 @@ func (s *Server) publish(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	evs, err := s.hub.Publish(c.Request().Context(), drafts...)
-	if err != nil {
+	if err := headerKey(c.Request().Header, drafts, batch); err != nil {
 		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.StoreTimeout)
+	defer cancel()
+	evs, err := s.hub.Publish(ctx, drafts...)
+	if err != nil {
+		return s.publishFailed(c, s.storeError(ctx, err))
+	}
+	replayed := true
+	for _, ev := range evs {
+		replayed = replayed && ev.Repeat
+	}
+	if replayed {
+		c.Response().Header().Set(HeaderIdempotentReplayed, "true")
 	}
 	if !batch {
 		return c.JSON(http.StatusOK, map[string]string{"id": evs[0].ID()})
@@ -44,6 +64,49 @@ func (s *Server) publish(c echo.Context) error {
 		ids[i] = ev.ID()
 	}
 	return c.JSON(http.StatusOK, map[string][]string{"ids": ids})
+}
+
+// The idempotency headers of the publish API.
+const (
+	HeaderIdempotencyKey     = "Idempotency-Key"
+	HeaderIdempotentReplayed = "Idempotent-Replayed"
+)
+
+// headerKey applies the Idempotency-Key header to a single event's draft.
+// A batch carries its keys in its events, one each.
+func headerKey(h http.Header, drafts []events.Draft, batch bool) error {
+	vals := h.Values(HeaderIdempotencyKey)
+	switch {
+	case len(vals) == 0:
+		return nil
+	case batch:
+		return fmt.Errorf("the %s header is for a single event; in a batch put an \"idempotency_key\" member in each event: %w", HeaderIdempotencyKey, events.ErrInvalid)
+	case len(vals) > 1:
+		return fmt.Errorf("send one %s header, not %d: %w", HeaderIdempotencyKey, len(vals), events.ErrInvalid)
+	}
+	key := vals[0]
+	if err := events.ValidateIdempotencyKey(key); err != nil {
+		return fmt.Errorf("%s header: %w", HeaderIdempotencyKey, err)
+	}
+	if k := drafts[0].IdempotencyKey; k != "" && k != key {
+		return fmt.Errorf("the %s header and the event's \"idempotency_key\" differ; send one of them: %w", HeaderIdempotencyKey, events.ErrInvalid)
+	}
+	drafts[0].IdempotencyKey = key
+	return nil
+}
+
+// publishFailed answers a failed publish. When the store is unavailable the
+// outcome is unknown: the answer says so, and asks for a retry, after
+// Retry-After, with the same idempotency keys.
+func (s *Server) publishFailed(c echo.Context, err error) error {
+	if !errors.Is(err, events.ErrUnavailable) {
+		return err
+	}
+	s.logger.Warn("publish: store unavailable; the outcome is unknown", "err", err)
+	c.Response().Header().Set("Retry-After", "1")
+	f := classify(err)
+	return c.JSON(f.status, errorBody{Error: f.code, Message: "relay's store did not answer: the events may or may not be stored. " +
+		"Retry shortly with the same idempotency key (the Idempotency-Key header, or each event's idempotency_key) so nothing is stored twice"})
 }
 
 // readBody reads at most one full batch of maximal events.

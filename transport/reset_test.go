@@ -144,3 +144,41 @@ func TestResetStoreWiped(t *testing.T) {
 		})
 	}
 }
+
+// TestResetLiveNewEpoch: a client connected while its channel's log starts
+// a new epoch (Redis wiped under it) is never moved to it silently: it gets
+// a reset naming the channel, at the new epoch's start, then every event of
+// the new epoch once, from its first.
+// Redis only: a memory log is never reset in place.
+func TestResetLiveNewEpoch(t *testing.T) {
+	const ch = "project_1_tickets"
+	for _, kind := range kinds {
+		t.Run(redisStore+"/"+kind, func(t *testing.T) {
+			r := startRelay(t, withStore(redisStore))
+			old := r.publishN(t, ch, 2)
+			c := mustConnect(t, kind, q(r.url+"/events/projects/1/tickets", "token", alice(t), "last_event_id", old[0]), nil)
+			if h := c.live(t); len(h) != 1 || h[0].envID() != old[1] {
+				t.Fatalf("history: got %v, want %s", h, old[1])
+			}
+			r.wipeRedis(t)
+			fresh := r.publishN(t, ch, 2)
+			oldEpoch, _, _ := splitID(old[0])
+			newEpoch, seq, _ := splitID(fresh[0])
+			if newEpoch == oldEpoch || seq != 1 {
+				t.Fatalf("first event after the wipe is %s, want seq 1 of a new epoch", fresh[0])
+			}
+			reset := c.next(t)
+			if reset.Kind != "reset" || reset.channel() != ch || reset.envID() != newEpoch+"-0" {
+				t.Fatalf("after the wipe: got %q %v, want a reset of %s at %s-0", reset.Kind, reset.Env, ch, newEpoch)
+			}
+			for _, id := range fresh {
+				if m := c.event(t); m.envID() != id {
+					t.Errorf("new epoch: got %s, want %s", m.envID(), id)
+				}
+			}
+			if got := c.resumeCursor(); got != fresh[1] {
+				t.Errorf("cursor: got %q, want %q", got, fresh[1])
+			}
+		})
+	}
+}

@@ -35,6 +35,11 @@ type Config struct {
 	WriteTimeout time.Duration
 	// MaxPayload is the largest event accepted, in bytes (default 64 KiB).
 	MaxPayload int
+	// StoreTimeout bounds each store call a request waits for: a publish's
+	// append, and the subscribe and presence calls before a stream answers
+	// (default 3 s). A store that does not answer within it is reported as
+	// 503 store_unavailable (close 1013), never waited for without end.
+	StoreTimeout time.Duration
 	// AllowedOrigins lists the browser origins (scheme://host[:port]) of
 	// other sites allowed to connect; empty means same origin only.
 	AllowedOrigins []string
@@ -45,6 +50,7 @@ const (
 	DefaultHeartbeat    = 15 * time.Second
 	DefaultRetry        = 2 * time.Second
 	DefaultWriteTimeout = 10 * time.Second
+	DefaultStoreTimeout = 3 * time.Second
 )
 
 func (c Config) withDefaults() Config {
@@ -56,6 +62,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = DefaultStoreTimeout
 	}
 	if c.MaxPayload <= 0 {
 		c.MaxPayload = events.DefaultMaxPayload

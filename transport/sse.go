@@ -63,43 +63,32 @@ type sseStream struct {
 // and little else. Where hijacking is not possible (HTTP/2)
 // the stream runs in the handler through the ResponseWriter.
 func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
-	req, err := s.prepare(c, channels)
+	o, err := s.open(c, channels)
 	if err != nil {
-		return err
-	}
-	sub, err := s.hub.Subscribe(req.channels, req.cursor)
-	if err != nil {
-		return err
-	}
-	states, offline, err := s.goOnline(c.Request().Context(), req)
-	if err != nil {
-		sub.Close()
 		return err
 	}
 	h := c.Response().Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache, no-transform")
 	h.Set("X-Accel-Buffering", "no")
-	log := s.logger.With("transport", "sse", "user", req.id.UserID)
-	st := &sseStream{sub: sub, multi: len(req.channels) > 1, buf: make([]byte, 0, 128), cfg: &s.cfg, log: log, states: states}
+	log := s.logger.With("transport", "sse", "user", o.id.UserID)
+	st := &sseStream{sub: o.sub, multi: len(o.channels) > 1, buf: make([]byte, 0, 128), cfg: &s.cfg, log: log, states: o.states}
 
 	conn, err := hijack(c.Response())
 	if err != nil { // HTTP/2: stream from the handler
-		defer sub.Close()
-		defer offline()
+		defer o.close()
 		c.Response().WriteHeader(http.StatusOK)
 		st.out = &responseWriter{w: c.Response(), rc: http.NewResponseController(c.Response()), timeout: s.cfg.WriteTimeout}
 		ctx := c.Request().Context()
 		err := st.begin(ctx)
 		if err == nil {
-			err = st.live(ctx, s.shutdown, req.id.Expires)
+			err = st.live(ctx, s.shutdown, o.id.Expires)
 		}
 		st.end(ctx, err)
 		return nil
 	}
 	if !s.track() { // shutting down
-		offline()
-		sub.Close()
+		o.close()
 		conn.Close()
 		return nil
 	}
@@ -112,8 +101,7 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 		cancel()
 		conn.Close()
 		<-gone
-		offline()
-		sub.Close()
+		o.close()
 		s.streams.Done()
 	}
 	// History is sent from the handler goroutine, whose stack the log reads
@@ -122,7 +110,7 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 		finish(err)
 		return nil
 	}
-	go func() { finish(st.live(ctx, s.shutdown, req.id.Expires)) }()
+	go func() { finish(st.live(ctx, s.shutdown, o.id.Expires)) }()
 	return nil
 }
 

@@ -50,43 +50,29 @@ type wsConn struct {
 	quit     chan struct{} // closed when the writer is done
 }
 
-// serveWebSocket upgrades first, so that refusals reach the browser as close
-// codes with a reason (an HTTP 401 on the handshake reaches JavaScript only
-// as 1006).
+// serveWebSocket subscribes (and takes the user online) before it upgrades,
+// so every event published after the client has its 101 reaches it. A
+// refusal is still sent after the upgrade, as a close code with a reason: an
+// HTTP 401 on the handshake reaches JavaScript only as 1006.
 func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
+	if !s.track() { // shutting down: tell the client to go elsewhere
+		return s.refuseWebSocket(c, errRestarting)
+	}
+	defer s.streams.Done()
+	o, err := s.open(c, channels)
+	if err != nil {
+		return s.refuseWebSocket(c, err)
+	}
+	defer o.close()
 	conn, err := s.upgrader().Upgrade(c.Response(), c.Request(), nil)
 	if err != nil {
 		return nil // the upgrader has answered with an HTTP error
 	}
-	if !s.track() { // shutting down: tell the client to go elsewhere
-		closeWith(conn, CloseGoingAway, "relay is restarting; reconnect with last_event_id")
-		conn.Close()
-		return nil
-	}
-	defer s.streams.Done()
 	defer conn.Close()
 
-	req, err := s.prepare(c, channels)
-	if err != nil {
-		closeWith(conn, classify(err).close, closeReason(err))
-		return nil
-	}
-	sub, err := s.hub.Subscribe(req.channels, req.cursor)
-	if err != nil {
-		closeWith(conn, classify(err).close, closeReason(err))
-		return nil
-	}
-	defer sub.Close()
-	states, offline, err := s.goOnline(c.Request().Context(), req)
-	if err != nil {
-		closeWith(conn, classify(err).close, closeReason(err))
-		return nil
-	}
-	defer offline()
-
-	ws := &wsConn{srv: s, conn: conn, sub: sub, id: req.id, cfg: &s.cfg, states: states,
-		projects: presenceProjects(req.channels),
-		log:      s.logger.With("transport", "websocket", "user", req.id.UserID), replies: make(chan []byte, 8), quit: make(chan struct{})}
+	ws := &wsConn{srv: s, conn: conn, sub: o.sub, id: o.id, cfg: &s.cfg, states: o.states,
+		projects: presenceProjects(o.channels),
+		log:      s.logger.With("transport", "websocket", "user", o.id.UserID), replies: make(chan []byte, 8), quit: make(chan struct{})}
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
@@ -99,6 +85,21 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	}
 	conn.Close() // ends readLoop
 	<-readDone
+	return nil
+}
+
+// errRestarting refuses a stream while the server shuts down.
+var errRestarting = fmt.Errorf("relay is restarting; reconnect with last_event_id: %w", events.ErrClosed)
+
+// refuseWebSocket upgrades only to close at once with err's close code and
+// reason, which is all a browser can see of a refusal.
+func (s *Server) refuseWebSocket(c echo.Context, err error) error {
+	conn, uerr := s.upgrader().Upgrade(c.Response(), c.Request(), nil)
+	if uerr != nil {
+		return nil // the upgrader has answered with an HTTP error
+	}
+	closeWith(conn, classify(err).close, closeReason(err))
+	conn.Close()
 	return nil
 }
 

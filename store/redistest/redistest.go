@@ -295,6 +295,7 @@ func NewClient(t testing.TB) *redis.Client {
 		t.Fatalf("redistest: %s: %v", EnvURL, err)
 	}
 	opt.ClientName = "relaytest-" + random()
+	opt.MaxRetries = -1 // as relay's own clients: store.NewRedis refuses one that retries
 	c := redis.NewClient(opt)
 	t.Cleanup(func() { _ = c.Close() })
 	return c

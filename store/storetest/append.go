@@ -14,7 +14,7 @@ import (
 )
 
 func testAppendSeqs(t *testing.T, newLog NewLog) {
-	log := newLog(t, events.Retention{})
+	log := newLog(t, Options{})
 	start := time.Now()
 	evs := append(mustAppend(t, log, drafts("a", 1, 3)...), mustAppend(t, log, drafts("a", 4, 5)...)...)
 	epoch := evs[0].Pos.Epoch
@@ -41,7 +41,7 @@ func testAppendSeqs(t *testing.T, newLog NewLog) {
 // testAppendContent: types and fields are stored as given, whatever the bytes
 // (framing must not depend on them).
 func testAppendContent(t *testing.T, newLog NewLog) {
-	log := newLog(t, events.Retention{})
+	log := newLog(t, Options{})
 	big := bytes.Repeat([]byte("x"), events.DefaultMaxPayload)
 	ds := []events.Draft{
 		{Channel: "c", Type: "plain", Fields: []byte(`"type":"plain","data":{"a":[1,2,3]}`)},
@@ -62,7 +62,7 @@ func testAppendContent(t *testing.T, newLog NewLog) {
 }
 
 func testAppendBatch(t *testing.T, newLog NewLog) {
-	log := newLog(t, events.Retention{})
+	log := newLog(t, Options{})
 	ds := []events.Draft{draft("a", 1), draft("b", 1), draft("a", 2), draft("c", 1), draft("b", 2), draft("a", 3)}
 	evs := mustAppend(t, log, ds...)
 	wantPos := map[string][]uint64{}
@@ -86,7 +86,7 @@ func testAppendBatch(t *testing.T, newLog NewLog) {
 }
 
 func testAppendEmpty(t *testing.T, newLog NewLog) {
-	log := newLog(t, events.Retention{})
+	log := newLog(t, Options{})
 	evs, err := log.Append(context.Background(), nil)
 	if err != nil || len(evs) != 0 {
 		t.Errorf("Append(nil) = %d events, %v; want none, nil", len(evs), err)
@@ -97,7 +97,7 @@ func testAppendEmpty(t *testing.T, newLog NewLog) {
 // gap-free sequence numbers, each goroutine's events in its own order.
 func testAppendConcurrent(t *testing.T, newLog NewLog) {
 	const writers, each = 8, 40
-	log := newLog(t, events.Retention{})
+	log := newLog(t, Options{})
 	var wg sync.WaitGroup
 	got := make([][]*events.Event, writers)
 	errs := make(chan error, writers)
@@ -141,7 +141,7 @@ func testAppendConcurrent(t *testing.T, newLog NewLog) {
 }
 
 func testCancelled(t *testing.T, newLog NewLog) {
-	log := newLog(t, events.Retention{})
+	log := newLog(t, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := log.Append(ctx, []events.Draft{draft("cc", 1)}); !errors.Is(err, context.Canceled) {
@@ -159,7 +159,7 @@ func testCancelled(t *testing.T, newLog NewLog) {
 }
 
 func testCloseTwice(t *testing.T, newLog NewLog) {
-	log := newLog(t, events.Retention{})
+	log := newLog(t, Options{})
 	if p, ok := log.(events.Pinger); ok {
 		if err := p.Ping(context.Background()); err != nil {
 			t.Errorf("Ping: %v", err)

@@ -31,6 +31,8 @@ func RunPresence(t *testing.T, newPresence NewPresence) {
 		{"Join/FirstPerUser", testJoinFirst},
 		{"Leave/LastPerUser", testLeaveLast},
 		{"Refresh/Extends", testRefresh},
+		{"Refresh/ReportsSweptHolds", testRefreshReportsSwept},
+		{"Join/SetsViewingWhenGiven", testJoinViewing},
 		{"Sweep/ExactlyOnceConcurrently", testSweepConcurrent},
 		{"Sweep/LiveHoldKeepsUser", testSweepLiveHold},
 		{"State/ViewingAndTyping", testViewingTyping},
@@ -66,6 +68,15 @@ func mustLeave(t *testing.T, p events.Presence, project, userID, instance string
 		t.Fatalf("Leave(%s, %s, %s): %v", project, userID, instance, err)
 	}
 	return last
+}
+
+func mustRefresh(t *testing.T, p events.Presence, instance string, holds []events.PresenceHold, expires time.Time) []events.PresenceHold {
+	t.Helper()
+	missing, err := p.Refresh(context.Background(), instance, holds, expires)
+	if err != nil {
+		t.Fatalf("Refresh(%s, %v): %v", instance, holds, err)
+	}
+	return missing
 }
 
 func mustSweep(t *testing.T, p events.Presence, now time.Time) []events.Departure {
@@ -157,11 +168,19 @@ func testRefresh(t *testing.T, p events.Presence) {
 	mustJoin(t, p, "2", "u2", "a", presenceAt(10*time.Second))
 	mustJoin(t, p, "1", "u3", "b", presenceAt(10*time.Second))
 	holds := []events.PresenceHold{{Project: "1", UserID: "u1"}, {Project: "2", UserID: "u2"}, {Project: "1", UserID: "ghost"}}
-	if err := p.Refresh(ctx, "a", holds, presenceAt(30*time.Second)); err != nil {
+	missing, err := p.Refresh(ctx, "a", holds, presenceAt(30*time.Second))
+	if err != nil {
 		t.Fatalf("Refresh: %v", err)
 	}
-	if err := p.Refresh(ctx, "a", nil, presenceAt(30*time.Second)); err != nil {
-		t.Fatalf("Refresh(no holds): %v", err)
+	if want := holds[2:]; !slices.Equal(missing, want) {
+		t.Errorf("Refresh missing = %v, want %v (a never held it)", missing, want)
+	}
+	// The same expiry again changes no score: still nothing missing.
+	if missing := mustRefresh(t, p, "a", holds[:2], presenceAt(30*time.Second)); len(missing) != 0 {
+		t.Errorf("Refresh to the same expiry: missing = %v, want none", missing)
+	}
+	if missing, err := p.Refresh(ctx, "a", nil, presenceAt(30*time.Second)); err != nil || missing != nil {
+		t.Fatalf("Refresh(no holds) = %v, %v; want nil, nil", missing, err)
 	}
 	if deps := mustSweep(t, p, presenceAt(10*time.Second)); len(deps) != 0 {
 		t.Errorf("Sweep at the expiry itself = %v, want none (only holds that expired before now)", deps)
@@ -174,6 +193,67 @@ func testRefresh(t *testing.T, p events.Presence) {
 	deps = mustSweep(t, p, presenceAt(31*time.Second))
 	if len(deps) != 2 {
 		t.Errorf("Sweep after the new expiry = %v, want u1 and u2", deps)
+	}
+}
+
+// testRefreshReportsSwept: instance a could not refresh for longer than its
+// holds last (Redis was down) and another process swept them: a's next
+// Refresh reports exactly the holds it lost, in the order given, and joining
+// them again brings the users back, named and viewing as a says.
+func testRefreshReportsSwept(t *testing.T, p events.Presence) {
+	ctx := context.Background()
+	short, long := presenceAt(10*time.Second), presenceAt(time.Hour)
+	mustJoin(t, p, "1", "alone", "a", short)  // only a holds her
+	mustJoin(t, p, "1", "shared", "a", short) // b holds him too, and stays
+	mustJoin(t, p, "1", "shared", "b", long)
+	mustJoin(t, p, "2", "fresh", "a", long) // refreshed in time: stays
+	if err := p.SetViewing(ctx, "1", "alone", ticketPtr(5)); err != nil {
+		t.Fatal(err)
+	}
+	deps := mustSweep(t, p, presenceAt(20*time.Second)) // by another process
+	if want := []events.Departure{{Project: "1", UserID: "alone", Name: "name of alone"}}; !slices.Equal(deps, want) {
+		t.Fatalf("Sweep = %v, want %v", deps, want)
+	}
+	holds := []events.PresenceHold{{Project: "2", UserID: "fresh"}, {Project: "1", UserID: "shared"}, {Project: "1", UserID: "alone"}}
+	missing := mustRefresh(t, p, "a", holds, presenceAt(40*time.Second))
+	if want := holds[1:]; !slices.Equal(missing, want) {
+		t.Fatalf("Refresh after the sweep: missing = %v, want %v", missing, want)
+	}
+	wantUsers(t, p, "1", presenceT0, "shared") // Refresh made nothing again
+
+	user := presenceUser("alone")
+	user.Viewing = ticketPtr(5)
+	if first, err := p.Join(ctx, "1", user, "a", presenceAt(40*time.Second)); err != nil || !first {
+		t.Errorf("Join(alone) again = %v, %v; want first: nobody held her", first, err)
+	}
+	if mustJoin(t, p, "1", "shared", "a", presenceAt(40*time.Second)) {
+		t.Error("Join(shared) again: first = true, want false: b holds him")
+	}
+	users := wantUsers(t, p, "1", presenceT0, "alone", "shared")
+	if len(users) == 2 && (users[0].Name != "name of alone" || !sameTicket(users[0].Viewing, ticketPtr(5))) {
+		t.Errorf("alone after joining again: name %q viewing %v, want %q viewing 5", users[0].Name, showTicket(users[0].Viewing), "name of alone")
+	}
+	if missing := mustRefresh(t, p, "a", holds, presenceAt(50*time.Second)); len(missing) != 0 {
+		t.Errorf("Refresh after joining again: missing = %v, want none", missing)
+	}
+	// The joined-again holds are a's like any other: they last as refreshed.
+	if deps := mustSweep(t, p, presenceAt(45*time.Second)); len(deps) != 0 {
+		t.Errorf("Sweep before the refreshed expiry = %v, want none", deps)
+	}
+}
+
+// testJoinViewing: Join sets the viewing it is given and keeps the one it is
+// not (a second tab's join knows nothing of the first's view).
+func testJoinViewing(t *testing.T, p events.Presence) {
+	ctx := context.Background()
+	user := presenceUser("u1")
+	user.Viewing = ticketPtr(1<<62 + 3)
+	if _, err := p.Join(ctx, "1", user, "a", presenceAt(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	mustJoin(t, p, "1", "u1", "b", presenceAt(time.Minute)) // no viewing given
+	if u := mustUsers(t, p, "1", presenceT0); len(u) != 1 || !sameTicket(u[0].Viewing, user.Viewing) {
+		t.Errorf("Users = %+v, want u1 viewing %d", u, *user.Viewing)
 	}
 }
 

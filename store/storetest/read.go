@@ -12,7 +12,7 @@ import (
 )
 
 func testReadAfter(t *testing.T, newLog NewLog) {
-	log := newLog(t, events.Retention{})
+	log := newLog(t, Options{})
 	evs := mustAppend(t, log, drafts("r", 1, 10)...)
 	mustAppend(t, log, drafts("other", 1, 3)...)
 	epoch := evs[0].Pos.Epoch
@@ -32,7 +32,7 @@ func testReadAfter(t *testing.T, newLog NewLog) {
 }
 
 func testReadLimit(t *testing.T, newLog NewLog) {
-	log := newLog(t, events.Retention{})
+	log := newLog(t, Options{})
 	evs := mustAppend(t, log, drafts("l", 1, 10)...)
 	epoch := evs[0].Pos.Epoch
 	wantSeqs(t, mustRead(t, log, "l", events.Position{Epoch: epoch, Seq: 3}, 2), "l", epoch, 4, 5)
@@ -51,7 +51,7 @@ func testReadLimit(t *testing.T, newLog NewLog) {
 }
 
 func testReadUnknown(t *testing.T, newLog NewLog) {
-	log := newLog(t, events.Retention{})
+	log := newLog(t, Options{})
 	evs, err := log.Read(context.Background(), "nobody", events.Beginning, 100)
 	if err != nil || len(evs) != 0 {
 		t.Errorf("Read(unknown, Beginning) = %d events, %v; want none, nil", len(evs), err)
@@ -62,7 +62,7 @@ func testReadUnknown(t *testing.T, newLog NewLog) {
 }
 
 func testReadWrongEpoch(t *testing.T, newLog NewLog) {
-	log := newLog(t, events.Retention{})
+	log := newLog(t, Options{})
 	evs := mustAppend(t, log, drafts("w", 1, 3)...)
 	other := events.NewEpoch()
 	for other == evs[0].Pos.Epoch {
@@ -75,7 +75,7 @@ func testReadWrongEpoch(t *testing.T, newLog NewLog) {
 }
 
 func testReadAhead(t *testing.T, newLog NewLog) {
-	log := newLog(t, events.Retention{})
+	log := newLog(t, Options{})
 	evs := mustAppend(t, log, drafts("h", 1, 3)...)
 	epoch := evs[0].Pos.Epoch
 	wantGone(t, log, "h", events.Position{Epoch: epoch, Seq: 4})
@@ -89,7 +89,7 @@ func testReadAhead(t *testing.T, newLog NewLog) {
 // testHeadNew: a cursor taken from a new channel's Head stays valid when the
 // channel's first event arrives.
 func testHeadNew(t *testing.T, newLog NewLog) {
-	log := newLog(t, events.Retention{})
+	log := newLog(t, Options{})
 	head := mustHead(t, log, "n")
 	if head.Seq != 0 || head.Epoch == "" || head.IsBeginning() {
 		t.Fatalf("Head(new channel) = %+v, want Seq 0 and an epoch", head)
@@ -112,7 +112,7 @@ func testHeadNew(t *testing.T, newLog NewLog) {
 }
 
 func testTrimCount(t *testing.T, newLog NewLog) {
-	log := newLog(t, events.Retention{MaxEvents: 5})
+	log := newLog(t, Options{Retention: events.Retention{MaxEvents: 5}})
 	evs := mustAppend(t, log, drafts("k", 1, 7)...)
 	evs = append(evs, mustAppend(t, log, drafts("k", 8, 12)...)...)
 	epoch := evs[0].Pos.Epoch
@@ -131,7 +131,7 @@ func testTrimCount(t *testing.T, newLog NewLog) {
 // testTrimAge: events older than MaxAge are trimmed while the channel lives.
 func testTrimAge(t *testing.T, newLog NewLog) {
 	const maxAge = time.Second
-	log := newLog(t, events.Retention{MaxAge: maxAge})
+	log := newLog(t, Options{Retention: events.Retention{MaxAge: maxAge}})
 	old := mustAppend(t, log, drafts("g", 1, 20)...)
 	epoch := old[0].Pos.Epoch
 	time.Sleep(maxAge * 6 / 10)
@@ -154,7 +154,7 @@ func testTrimAge(t *testing.T, newLog NewLog) {
 // next event starts a new epoch.
 func testIdleForgotten(t *testing.T, newLog NewLog) {
 	const maxAge = 300 * time.Millisecond
-	log := newLog(t, events.Retention{MaxAge: maxAge})
+	log := newLog(t, Options{Retention: events.Retention{MaxAge: maxAge}})
 	first := mustAppend(t, log, draft("idle", 1))[0]
 	time.Sleep(maxAge + 400*time.Millisecond)
 	wantGone(t, log, "idle", first.Pos)

@@ -15,9 +15,18 @@ import (
 	"github.com/relaydev/relay/events"
 )
 
-// NewLog returns a fresh, empty log with the given retention, isolated from
-// every other log the suite makes; it closes the log in t.Cleanup.
-type NewLog func(t *testing.T, ret events.Retention) events.Log
+// NewLog returns a fresh, empty log configured by opt, isolated from every
+// other log the suite makes; it closes the log in t.Cleanup.
+type NewLog func(t *testing.T, opt Options) events.Log
+
+// Options configure a log the suite makes. Zero values mean the store's
+// defaults.
+type Options struct {
+	Retention events.Retention
+	// IdempotencyWindow, when set, replaces events.IdempotencyWindow, so the
+	// suite can see a key expire.
+	IdempotencyWindow time.Duration
+}
 
 // waitFor bounds how long the suite waits for asynchronous deliveries (Redis
 // Pub/Sub). A healthy store delivers in milliseconds.
@@ -35,6 +44,10 @@ func Run(t *testing.T, newLog NewLog) {
 		{"Append/BatchAcrossChannels", testAppendBatch},
 		{"Append/Empty", testAppendEmpty},
 		{"Append/Concurrent", testAppendConcurrent},
+		{"Idempotency/Repeats", testIdempotencyRepeats},
+		{"Idempotency/WindowEnds", testIdempotencyWindow},
+		{"Idempotency/BadKey", testIdempotencyBadKey},
+		{"Idempotency/RepeatNotWatched", testIdempotencyNotWatched},
 		{"Read/AfterCursor", testReadAfter},
 		{"Read/Limit", testReadLimit},
 		{"Read/UnknownChannel", testReadUnknown},

@@ -71,7 +71,7 @@ func watch(t *testing.T, log events.Log, r *recorder) (stop func()) {
 }
 
 func testWatchOrder(t *testing.T, newLog NewLog) {
-	log := newLog(t, events.Retention{})
+	log := newLog(t, Options{})
 	r := newRecorder()
 	watch(t, log, r)
 	var appended []*events.Event
@@ -109,7 +109,7 @@ func testWatchOrder(t *testing.T, newLog NewLog) {
 // testWatchStop: after stop returns, deliver is not called again; a second
 // watcher, still running, is the barrier that shows later events went by.
 func testWatchStop(t *testing.T, newLog NewLog) {
-	log := newLog(t, events.Retention{})
+	log := newLog(t, Options{})
 	stopped, barrier := newRecorder(), newRecorder()
 	stop := watch(t, log, stopped)
 	watch(t, log, barrier)

@@ -1,0 +1,84 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync/atomic"
+	"testing"
+
+	"github.com/relaydev/relay/events"
+	"github.com/relaydev/relay/store"
+)
+
+// headLog is a memory log whose Head fails with err while it is set, and
+// counts its calls.
+type headLog struct {
+	*store.Memory
+	err   error
+	heads atomic.Int32
+}
+
+func (l *headLog) Head(ctx context.Context, ch string) (events.Position, error) {
+	l.heads.Add(1)
+	if l.err != nil {
+		return events.Position{}, l.err
+	}
+	return l.Memory.Head(ctx, ch)
+}
+
+// TestSubscribeTakesHeads: Subscribe takes the head of each channel without
+// a cursor before it returns, so an event published the moment it returns
+// is delivered (there is no window in which it counts as already sent); a
+// channel with a cursor is not asked for its head.
+func TestSubscribeTakesHeads(t *testing.T) {
+	ctx := context.Background()
+	log := &headLog{Memory: store.NewMemory(events.Retention{})}
+	hub := events.NewHub(log, nil)
+	if err := hub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hub.Close(); log.Close() })
+	old := publish(t, hub, "live", 2)
+	d := publish(t, hub, "resumed", 2)
+
+	sub := subscribe(t, hub, []string{"live", "resumed"}, events.Cursor{"resumed": d[0].Pos})
+	if n := log.heads.Load(); n != 1 {
+		t.Errorf("Subscribe read %d heads, want 1 (the channel without a cursor)", n)
+	}
+	if got := sub.Position("live"); got != old[1].Pos {
+		t.Errorf("Position right after Subscribe: got %v, want the head %v", got, old[1].Pos)
+	}
+	next := publish(t, hub, "live", 1)
+	s := &sink{}
+	if err := sub.Replay(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if n := log.heads.Load(); n != 1 {
+		t.Errorf("Replay read %d more heads, want none", n-1)
+	}
+	drain(t, sub, s)
+	if want := append(ids(d[1]), ids(next...)...); !slices.Equal(s.got, want) {
+		t.Errorf("delivered: got %v, want %v", s.got, want)
+	}
+}
+
+// TestSubscribeHeadError: when a head cannot be read, Subscribe returns the
+// error and leaves no subscription registered.
+func TestSubscribeHeadError(t *testing.T) {
+	boom := errors.New("store down")
+	log := &headLog{Memory: store.NewMemory(events.Retention{}), err: boom}
+	hub := events.NewHub(log, nil)
+	if err := hub.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hub.Close(); log.Close() })
+	sub, err := hub.Subscribe(context.Background(), []string{"c"}, nil)
+	if !errors.Is(err, boom) || sub != nil {
+		t.Fatalf("Subscribe: got %v, %v, want nil and the log's error", sub, err)
+	}
+	if n := hub.Subscribers(); n != 0 {
+		t.Errorf("Subscribers after a failed Subscribe: got %d, want 0", n)
+	}
+	publish(t, hub, "c", 1) // fan-out to nothing: no panic, no send to a closed subscription
+}
