@@ -27,7 +27,7 @@ func newRedisClient(rawURL string) (redis.UniversalClient, error) {
 			return nil, err
 		}
 		failFast(&o.MaxRetries, &o.DialerRetries, &o.DialTimeout, &o.DialerRetryTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
-		return redis.NewFailoverClient(o), nil
+		return newFailoverClient(o), nil // follows master switches for Watch: redis_failover.go
 	case q.Has("cluster") || q.Has("addr"):
 		cluster, err := strconv.ParseBool(q.Get("cluster"))
 		if q.Has("cluster") && (err != nil || !cluster) {

@@ -55,6 +55,11 @@ type redisSub struct {
 // after resync may repeat some of what that Read returns: skip events at or
 // before the position already sent. stop must not be called from deliver or
 // resync.
+//
+// On a Sentinel URL (OpenRedis with ?master_name=), Watch also listens to the
+// Sentinels and moves its subscription to a promoted master as soon as they
+// announce it, then calls resync (redis_failover.go); a log on a client made
+// by the caller follows the master only when that connection drops.
 func (r *Redis) Watch(ctx context.Context, deliver func(*events.Event), resync func()) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, r.fail("watch", err)
@@ -130,6 +135,10 @@ func (w *redisWatcher) update(f func([]*redisSub) []*redisSub) []*redisSub {
 // every event published afterwards is seen. w.mu must be held.
 func (w *redisWatcher) start(ctx context.Context) error {
 	channel := w.r.pubsubChannel()
+	// Every dial of this subscription, go-redis's reconnects included, learns
+	// where it went (redis_failover.go).
+	trk := &pubsubTracker{}
+	ctx = withTracker(ctx, trk)
 	ps := w.r.client.Subscribe(ctx, channel)
 	// A cancelled ctx does not interrupt a blocked read (redis/go-redis#2556);
 	// closing the PubSub does.
@@ -145,9 +154,22 @@ func (w *redisWatcher) start(ctx context.Context) error {
 		_ = ps.Close()
 		return w.r.fail("watch: subscribe to "+channel, err)
 	}
-	readCtx, cancel := context.WithCancel(context.Background())
-	w.ps, w.cancel, w.done = ps, cancel, make(chan struct{})
-	go w.read(readCtx, ps, w.done)
+	base, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	w.ps, w.cancel, w.done = ps, cancel, done
+	var follower *masterFollower
+	if opt := trk.failover(); opt != nil && len(opt.SentinelAddrs) > 0 {
+		follower = &masterFollower{opt: opt, trk: trk, log: w.r.log}
+	}
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		if follower != nil {
+			wg.Go(func() { follower.run(base) })
+		}
+		w.read(withTracker(base, trk), ps, trk)
+		wg.Wait()
+	}()
 	return nil
 }
 
@@ -164,8 +186,7 @@ func (w *redisWatcher) stop() {
 
 // read receives messages until ctx ends. It uses Receive, not go-redis's
 // Channel helper, which drops messages when its buffer stays full.
-func (w *redisWatcher) read(ctx context.Context, ps *redis.PubSub, done chan<- struct{}) {
-	defer close(done)
+func (w *redisWatcher) read(ctx context.Context, ps *redis.PubSub, trk *pubsubTracker) {
 	log := w.r.log.With("channel", w.r.pubsubChannel())
 	failures := 0
 	for {
@@ -175,6 +196,10 @@ func (w *redisWatcher) read(ctx context.Context, ps *redis.PubSub, done chan<- s
 		}
 		if err != nil {
 			failures++
+			if trk.moved.Swap(false) {
+				failures = 0 // a move, not an outage: reconnect at once
+				continue
+			}
 			if failures == 1 {
 				log.Warn("redis pub/sub connection lost; reconnecting, then subscribers re-read what they missed; check that Redis is up and reachable", "err", err)
 			}
