@@ -149,16 +149,26 @@ func deliveryScenarios() []delivery {
 	sc.wantReset = true
 	out = append(out, sc)
 
-	sc = base("redis-paused", true)
-	sc.duration = 12 * time.Second
-	sc.faultAt = 2 * time.Second
-	sc.timeout = 15 * time.Second // no client retry: a duplicate is relay's own
-	sc.fault = func(t *testing.T, c *cluster) {
-		c.redis.Pause(t)
-		time.Sleep(6500 * time.Millisecond) // past go-redis's 5 s read timeout: the fault itself
-		c.redis.Resume(t)
+	for _, key := range []bool{false, true} {
+		name := "redis-paused/no-key"
+		if key {
+			name = "redis-paused/idempotency-key"
+		}
+		sc := base(name, true)
+		sc.useKey = key
+		sc.duration = 12 * time.Second
+		sc.faultAt = 2 * time.Second
+		// Long enough that only relay's own answer (a 503 once it fails
+		// fast) makes the publisher retry: without a key, a publish stored
+		// but answered 5xx shows as a retry duplicate.
+		sc.timeout = 15 * time.Second
+		sc.fault = func(t *testing.T, c *cluster) {
+			c.redis.Pause(t)
+			time.Sleep(6500 * time.Millisecond) // past go-redis's 5 s read timeout: the fault itself
+			c.redis.Resume(t)
+		}
+		out = append(out, sc)
 	}
-	out = append(out, sc)
 
 	sc = base("graceful-restart/redis", true)
 	sc.shutdown = true
