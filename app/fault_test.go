@@ -303,12 +303,16 @@ func runDelivery(t *testing.T, sc delivery) {
 	t.Logf("%s: %s", t.Name(), got)
 	judge(t, sc, pub, got)
 	if got.lost > 0 {
-		for _, s := range subs[:min(len(subs), 3)] {
-			if n := pub.owed(s); n > 0 {
-				s.mu.Lock()
-				t.Logf("%s lost %d (connects %d, ends %v)", s.name, n, s.led.connects, s.led.ends)
-				s.mu.Unlock()
+		reported := 0
+		for _, s := range subs {
+			n := pub.owed(s)
+			if n == 0 || reported == 3 {
+				continue
 			}
+			reported++
+			s.mu.Lock()
+			t.Logf("%s lost %d (connects %d, ends %v)", s.name, n, s.led.connects, s.led.ends)
+			s.mu.Unlock()
 			for _, line := range pub.lostSamples(s, began, 2) {
 				t.Log("lost: " + line)
 			}
