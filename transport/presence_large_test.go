@@ -188,3 +188,44 @@ func checkEveryOnce(t *testing.T, got, want []string) {
 		t.Errorf("pages: user %s listed; want only users online", id)
 	}
 }
+
+// TestPresencePageQuery: GET /api/projects/{id}/presence answers a page of
+// DefaultPresencePage users without a limit, and 400 with what to send for a
+// limit out of 1…MaxPresencePage or an after that is no user id. The paging
+// itself is the tracker's, the same over either store (see
+// TestPresenceLargeProject); this checks the query alone.
+func TestPresencePageQuery(t *testing.T) {
+	t.Parallel()
+	r := startRelay(t)
+	for i := range events.DefaultPresencePage + 1 {
+		release, err := r.tracker.Connect(context.Background(), "1", fmt.Sprint(1000+i), "u")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(release)
+	}
+	code, out := call(t, http.MethodGet, r.url+"/api/projects/1/presence", bobTok(t), "")
+	if list, _ := out["users"].([]any); code != http.StatusOK || len(list) != events.DefaultPresencePage ||
+		out["more"] != true || out["project_id"] != "1" || out["count"] != float64(events.DefaultPresencePage+1) {
+		t.Errorf("GET without a limit: got %d, %d users, more %v, count %v; want 200, %d users, more, count %d",
+			code, len(list), out["more"], out["count"], events.DefaultPresencePage, events.DefaultPresencePage+1)
+	}
+	code, out = call(t, http.MethodGet, q(r.url+"/api/projects/1/presence", "after", "1199"), bobTok(t), "")
+	if list, _ := out["users"].([]any); code != http.StatusOK || len(list) != 1 || out["more"] != false {
+		t.Errorf("GET after the last but one: got %d %v; want the last user alone, no more", code, out)
+	}
+	for _, bad := range [][]string{
+		{"limit", "0"}, {"limit", fmt.Sprint(events.MaxPresencePage + 1)}, {"limit", "ten"}, {"limit", "-1"},
+		{"after", "a_b"}, {"after", strings.Repeat("9", 65)},
+	} {
+		code, out := call(t, http.MethodGet, q(r.url+"/api/projects/1/presence", bad...), bobTok(t), "")
+		if code != http.StatusBadRequest {
+			t.Errorf("GET ?%s=%s: got %d %v, want 400", bad[0], bad[1], code, out)
+			continue
+		}
+		checkErrorBody(t, out)
+	}
+	if code, _ := call(t, http.MethodGet, r.url+"/api/projects/1/presence", carolTok(t), ""); code != http.StatusForbidden {
+		t.Errorf("GET by a non-member: got %d, want 403", code)
+	}
+}
