@@ -17,6 +17,18 @@ type PresenceUser struct {
 	TypingUntil time.Time `json:"-"`
 }
 
+// PresencePage is one page of the users online in a project, ordered by
+// user id: presence_state's users, or an answer of GET
+// /api/projects/{id}/presence.
+type PresencePage struct {
+	Users []PresenceUser `json:"users"`
+	// Count is how many users are online in the project, on every page.
+	Count int `json:"count"`
+	// More is set when users after the last of Users are online: ask again
+	// with after set to its user id.
+	More bool `json:"more"`
+}
+
 // PresenceHold is one process's claim that a user is online in a project.
 type PresenceHold struct {
 	Project string

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -30,6 +32,26 @@ const (
 	DefaultPresenceGrace = 5 * time.Second
 	DefaultTypingTimeout = 6 * time.Second
 	DefaultHoldTTL       = 30 * time.Second
+)
+
+// The bounds of presence_state and of the pages of GET
+// /api/projects/{id}/presence.
+const (
+	// PresenceStateMaxUsers is how many users presence_state lists at most,
+	// the first by user id; past it the state says more and clients page
+	// over HTTP. The state goes to every connection that opens a presence
+	// channel, at every connect and reconnect (a deploy reconnects a whole
+	// project at once), so it stays small: 100 users is a whole project for
+	// most, about 21 KiB with 150-character names.
+	PresenceStateMaxUsers = 100
+	// PresenceStateMaxBytes bounds presence_state's users in bytes as well:
+	// names come from tokens, which bound them only loosely.
+	PresenceStateMaxBytes = 32 << 10
+	// DefaultPresencePage is the size of a page of users when none is asked
+	// for; MaxPresencePage the largest (about 220 KiB with 150-character
+	// names): a client reads 10,000 users online in 10 requests.
+	DefaultPresencePage = 200
+	MaxPresencePage     = 1000
 )
 
 func (c PresenceConfig) withDefaults() PresenceConfig {
@@ -221,20 +243,74 @@ func (t *Tracker) Users(ctx context.Context, project string) ([]PresenceUser, er
 	return users, nil
 }
 
-// State returns the presence_state message for project, as JSON.
-func (t *Tracker) State(ctx context.Context, project string) (*Event, error) {
+// Page returns the users online in project after the user id after ("":
+// from the first), at most limit of them (0: DefaultPresencePage; at most
+// MaxPresencePage), ordered by user id as bytes.
+func (t *Tracker) Page(ctx context.Context, project, after string, limit int) (PresencePage, error) {
+	if limit <= 0 {
+		limit = DefaultPresencePage
+	}
 	users, err := t.Users(ctx, project)
+	if err != nil {
+		return PresencePage{}, err
+	}
+	return pageOf(users, after, min(limit, MaxPresencePage)), nil
+}
+
+// pageOf is the page of users (ordered by user id) after the id after.
+func pageOf(users []PresenceUser, after string, limit int) PresencePage {
+	i, found := slices.BinarySearchFunc(users, after, func(u PresenceUser, id string) int { return strings.Compare(u.UserID, id) })
+	if found {
+		i++
+	}
+	rest := users[i:]
+	page := PresencePage{Users: rest[:min(limit, len(rest))], Count: len(users), More: len(rest) > limit}
+	if page.Users == nil {
+		page.Users = []PresenceUser{}
+	}
+	return page
+}
+
+// State returns the presence_state message for project: how many users are
+// online, the first of them by user id (at most PresenceStateMaxUsers and
+// PresenceStateMaxBytes), and more when there are others, which clients
+// read with Page.
+func (t *Tracker) State(ctx context.Context, project string) (*Event, error) {
+	page, err := t.Page(ctx, project, "", PresenceStateMaxUsers)
 	if err != nil {
 		return nil, err
 	}
-	if users == nil {
-		users = []PresenceUser{}
+	users, fit, err := encodeUsers(page.Users, PresenceStateMaxBytes)
+	if err != nil {
+		return nil, err
 	}
-	d, err := draft(PresenceChannel(project), "presence_state", map[string]any{"project_id": project, "users": users})
+	d, err := draft(PresenceChannel(project), "presence_state", map[string]any{
+		"project_id": project, "users": users, "count": page.Count, "more": page.More || fit < len(page.Users),
+	})
 	if err != nil {
 		return nil, err
 	}
 	return NewEphemeral(d, time.Now()), nil
+}
+
+// encodeUsers encodes the first users whose JSON list fits in max bytes, and
+// says how many that is.
+func encodeUsers(users []PresenceUser, max int) (json.RawMessage, int, error) {
+	b := append(make([]byte, 0, 256*len(users)), '[')
+	for i, u := range users {
+		raw, err := json.Marshal(u)
+		if err != nil {
+			return nil, 0, fmt.Errorf("presence_state: %v: %w", err, ErrInvalid)
+		}
+		if len(b)+len(raw)+2 > max { // a comma or '[' before, ']' after
+			return append(b, ']'), i, nil
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, raw...)
+	}
+	return append(b, ']'), len(users), nil
 }
 
 func (t *Tracker) broadcast(ctx context.Context, project, typ string, fields map[string]any) error {
@@ -245,16 +321,22 @@ func (t *Tracker) broadcast(ctx context.Context, project, typ string, fields map
 	return t.hub.Broadcast(ctx, d)
 }
 
-// draft builds a draft whose fields sit at the top level of the envelope.
+// draft builds one of relay's own messages, with fields at the top level of
+// the envelope (never "id", "channel" or "ts"). It is not bound by the
+// publishers' payload limit (ParseDraft's): relay's messages are as large as
+// what they describe, and presence_state bounds itself.
 func draft(channel, typ string, fields map[string]any) (Draft, error) {
-	obj := make(map[string]any, len(fields)+2)
+	if err := ValidateChannel(channel); err != nil {
+		return Draft{}, err
+	}
+	obj := make(map[string]any, len(fields)+1)
 	for k, v := range fields {
 		obj[k] = v
 	}
-	obj["channel"], obj["type"] = channel, typ
-	raw, err := json.Marshal(obj)
+	obj["type"] = typ
+	raw, err := json.Marshal(obj) // keys sorted, as ParseDraft's
 	if err != nil {
 		return Draft{}, fmt.Errorf("%s: %v: %w", typ, err, ErrInvalid)
 	}
-	return ParseDraft(raw, 0)
+	return Draft{Channel: channel, Type: typ, Fields: raw[1 : len(raw)-1]}, nil
 }

@@ -3,6 +3,8 @@ package events_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -216,5 +218,159 @@ func TestDeadProcessUsersLeave(t *testing.T) {
 		expect(t, w.seen(t))
 		time.Sleep(w.cfg.HoldTTL / 2)
 		expect(t, w.seen(t), "user_status left 7")
+	})
+}
+
+// stateOf decodes a presence_state message.
+func stateOf(t *testing.T, st *events.Event) (users []events.PresenceUser, count int, more bool) {
+	t.Helper()
+	var m struct {
+		Type  string                `json:"type"`
+		Users []events.PresenceUser `json:"users"`
+		Count *int                  `json:"count"`
+		More  *bool                 `json:"more"`
+	}
+	if err := json.Unmarshal(st.JSON(), &m); err != nil {
+		t.Fatalf("presence_state %.200s: %v", st.JSON(), err)
+	}
+	if m.Type != "presence_state" || m.Users == nil || m.Count == nil || m.More == nil {
+		t.Fatalf("presence_state: got %.300s, want type, users, count and more", st.JSON())
+	}
+	return m.Users, *m.Count, *m.More
+}
+
+// TestPresenceStateBounded: presence_state lists at most
+// PresenceStateMaxUsers users, the first by user id, with count and more.
+func TestPresenceStateBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		online int
+		listed int
+		more   bool
+	}{
+		{"empty", 0, 0, false},
+		{"one", 1, 1, false},
+		{"exactly the bound", events.PresenceStateMaxUsers, events.PresenceStateMaxUsers, false},
+		{"one over", events.PresenceStateMaxUsers + 1, events.PresenceStateMaxUsers, true},
+		{"many", 1000, events.PresenceStateMaxUsers, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				tr := newPresenceWorld(t).tracker(t)
+				ctx := context.Background()
+				for i := range tc.online {
+					release, err := tr.Connect(ctx, "1", fmt.Sprint(1000+i), "user")
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer release()
+				}
+				st, err := tr.State(ctx, "1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				users, count, more := stateOf(t, st)
+				if len(users) != tc.listed || count != tc.online || more != tc.more {
+					t.Errorf("got %d users, count %d, more %v; want %d, %d, %v", len(users), count, more, tc.listed, tc.online, tc.more)
+				}
+				for i, u := range users {
+					if want := fmt.Sprint(1000 + i); u.UserID != want {
+						t.Fatalf("users[%d]: got %s, want %s (the first by user id)", i, u.UserID, want)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestPresenceOverPublishLimit: relay's own presence messages are not bound
+// by the publishers' payload limit: a user whose name alone is over it joins,
+// types and views, and is announced; presence_state stays within its byte
+// bound and says more, and Page lists the user.
+func TestPresenceOverPublishLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newPresenceWorld(t)
+		tr := w.tracker(t)
+		ctx := context.Background()
+		huge := strings.Repeat("h", events.DefaultMaxPayload+1)
+		small, err := tr.Connect(ctx, "1", "2", "bob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer small()
+		release, err := tr.Connect(ctx, "1", "1", huge)
+		if err != nil {
+			t.Fatalf("connect with a %d-byte name: %v", len(huge), err)
+		}
+		defer release()
+		if err := tr.Typing(ctx, "1", "1", huge, 5, true); err != nil {
+			t.Errorf("typing: %v", err)
+		}
+		ticket := int64(5)
+		if err := tr.Viewing(ctx, "1", "1", huge, &ticket); err != nil {
+			t.Errorf("viewing: %v", err)
+		}
+		expect(t, w.seen(t), "user_status joined 2", "user_status joined 1", "typing on 1", "viewing  1")
+
+		st, err := tr.State(ctx, "1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		users, count, more := stateOf(t, st)
+		if len(users) != 0 || count != 2 || !more {
+			t.Errorf("presence_state: got %d users, count %d, more %v; want 0 (user 1 alone is over %d bytes), 2, true",
+				len(users), count, more, events.PresenceStateMaxBytes)
+		}
+		page, err := tr.Page(ctx, "1", "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Users) != 2 || page.Users[0].Name != huge || page.Users[1].Name != "bob" || page.More {
+			t.Errorf("page: got %d users, more %v; want users 1 and 2, no more", len(page.Users), page.More)
+		}
+	})
+}
+
+// TestPresencePage: pages follow user id order (as bytes) after the given
+// id, whether or not that id is online, within the limit.
+func TestPresencePage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := newPresenceWorld(t).tracker(t)
+		ctx := context.Background()
+		for _, id := range []string{"1", "10", "2", "b", "a"} {
+			release, err := tr.Connect(ctx, "1", id, "u"+id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer release()
+		}
+		for _, tc := range []struct {
+			after string
+			limit int
+			want  string
+			more  bool
+		}{
+			{"", 0, "1 10 2 a b", false},
+			{"", 2, "1 10", true},
+			{"10", 2, "2 a", true},
+			{"a", 2, "b", false},
+			{"b", 2, "", false},
+			{"11", 2, "2 a", true}, // not online: the next after it
+			{"0", 5, "1 10 2 a b", false},
+			{"", events.MaxPresencePage + 1, "1 10 2 a b", false},
+		} {
+			page, err := tr.Page(ctx, "1", tc.after, tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, u := range page.Users {
+				got = append(got, u.UserID)
+			}
+			if strings.Join(got, " ") != tc.want || page.More != tc.more || page.Count != 5 || page.Users == nil {
+				t.Errorf("after %q limit %d: got %v more %v count %d; want [%s] more %v count 5",
+					tc.after, tc.limit, got, page.More, page.Count, tc.want, tc.more)
+			}
+		}
 	})
 }

@@ -18,7 +18,7 @@ type Presence interface {
 	Connect(ctx context.Context, project, userID, name string) (release func(), err error)
 	Typing(ctx context.Context, project, userID, name string, ticket int64, on bool) error
 	Viewing(ctx context.Context, project, userID, name string, ticket *int64) error
-	Users(ctx context.Context, project string) ([]events.PresenceUser, error)
+	Page(ctx context.Context, project, after string, limit int) (events.PresencePage, error)
 	State(ctx context.Context, project string) (*events.Event, error)
 }
 
@@ -171,7 +171,9 @@ func (s *Server) postPresence(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-// getPresence is GET /api/projects/{id}/presence: who is online now.
+// getPresence is GET /api/projects/{id}/presence?limit=&after=: who is
+// online now, a page at a time, ordered by user id (as bytes); after is the
+// user_id of the last user of the previous page (or of presence_state).
 func (s *Server) getPresence(c echo.Context) error {
 	id, err := s.identify(c.Request())
 	if err != nil {
@@ -184,12 +186,26 @@ func (s *Server) getPresence(c echo.Context) error {
 	if s.presence == nil {
 		return fmt.Errorf("presence is not enabled on this relay: %w", events.ErrNotFound)
 	}
-	users, err := s.presence.Users(c.Request().Context(), pid)
+	limit := events.DefaultPresencePage
+	if raw := c.QueryParam("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > events.MaxPresencePage {
+			return fmt.Errorf("limit=%q: want 1 to %d: %w", raw, events.MaxPresencePage, events.ErrInvalid)
+		}
+		limit = n
+	}
+	after := c.QueryParam("after")
+	if after != "" {
+		if err := events.ValidateID("after: user", after); err != nil {
+			return err
+		}
+	}
+	page, err := s.presence.Page(c.Request().Context(), pid, after, limit)
 	if err != nil {
 		return err
 	}
-	if users == nil {
-		users = []events.PresenceUser{}
-	}
-	return c.JSON(http.StatusOK, map[string]any{"project_id": pid, "users": users})
+	return c.JSON(http.StatusOK, struct {
+		ProjectID string `json:"project_id"`
+		events.PresencePage
+	}{pid, page})
 }

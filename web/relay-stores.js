@@ -9,6 +9,9 @@ import { kindOf, notificationsChannel, presenceChannel } from "./relay-core.js";
 /** How many notifications a store keeps in memory. */
 export const MAX_KEPT = 200;
 
+/** The largest page of GET /api/projects/{id}/presence (relay's MaxPresencePage): the store asks for it. */
+export const PRESENCE_PAGE = 1000;
+
 /** Typing ends this long after the last typing event, if no refresh came (relay also ends it). */
 export const TYPING_TIMEOUT = 6000;
 
@@ -175,7 +178,7 @@ export class NotificationsStore {
 
 // ---- presence ----
 
-const emptyPresence = Object.freeze({ byId: Object.freeze({}), loaded: false });
+const emptyPresence = Object.freeze({ byId: Object.freeze({}), loaded: false, gen: 0, paging: null });
 
 function person(u, prev = {}) {
   return {
@@ -187,12 +190,31 @@ function person(u, prev = {}) {
   };
 }
 
+function listed(u, now, timeout) {
+  const p = person(u);
+  p.typingUntil = p.typing != null ? now + timeout : 0;
+  return p;
+}
+
+// touch notes, while the rest of the list is still being read, what a live
+// event said of a user ("left", or the fields it set): a page read before
+// that event must not undo it.
+function touch(state, id, fields) {
+  if (!state.paging) return state.paging;
+  const prev = state.paging.touched[id];
+  const next = fields === "left" ? "left" : [...new Set([...(Array.isArray(prev) ? prev : []), ...fields])];
+  return { ...state.paging, touched: { ...state.paging.touched, [id]: next } };
+}
+
 /**
  * presenceReduce is the presence state after one event of the project's
  * presence channel (presence_state, user_status, viewing, typing), a GET
- * /api/projects/{id}/presence answer ({type:"loaded", users}) or
- * {type:"expire"}; now is the clock, timeout how long typing lasts without a
- * refresh.
+ * /api/projects/{id}/presence answer ({type:"loaded", users, more}), one of
+ * the pages that follow a state or answer with more ({type:"page", gen,
+ * users, more}, gen being the state's), or {type:"expire"}; now is the
+ * clock, timeout how long typing lasts without a refresh. While pages are
+ * due, state.paging is set and state.loaded is false; live events apply at
+ * once and win over what a page says of the same user.
  */
 export function presenceReduce(state = emptyPresence, msg, now = Date.now(), timeout = TYPING_TIMEOUT) {
   const byId = { ...state.byId };
@@ -201,23 +223,35 @@ export function presenceReduce(state = emptyPresence, msg, now = Date.now(), tim
     case "loaded": {
       const next = {};
       for (const u of msg.users || []) {
-        const p = person(u);
-        p.typingUntil = p.typing != null ? now + timeout : 0;
+        const p = listed(u, now, timeout);
         next[p.user_id] = p;
       }
-      return { byId: next, loaded: true };
+      const gen = (state.gen || 0) + 1;
+      return { byId: next, loaded: !msg.more, gen, paging: msg.more ? { touched: {} } : null };
+    }
+    case "page": {
+      if (!state.paging || msg.gen !== state.gen) return state; // a page of an older state
+      for (const u of msg.users || []) {
+        const p = listed(u, now, timeout);
+        const t = state.paging.touched[p.user_id];
+        if (t === "left") continue;
+        const live = byId[p.user_id];
+        if (t && live) for (const f of t) f === "typing" ? Object.assign(p, { typing: live.typing, typingUntil: live.typingUntil }) : (p[f] = live[f]);
+        byId[p.user_id] = p;
+      }
+      return msg.more ? { ...state, byId } : { ...state, byId, loaded: true, paging: null };
     }
     case "user_status": {
       const id = String(msg.user_id);
       if (msg.action === "joined") byId[id] = person({ user_id: id, username: msg.username }, byId[id]);
       else if (msg.action === "left") delete byId[id];
       else return state;
-      return { ...state, byId };
+      return { ...state, byId, paging: touch(state, id, msg.action === "left" ? "left" : ["username"]) };
     }
     case "viewing": {
       const id = String(msg.user_id);
       byId[id] = person({ user_id: id, username: msg.username, viewing: msg.ticket_id ?? null }, byId[id]);
-      return { ...state, byId };
+      return { ...state, byId, paging: touch(state, id, ["username", "viewing"]) };
     }
     case "typing": {
       const id = String(msg.user_id);
@@ -227,7 +261,7 @@ export function presenceReduce(state = emptyPresence, msg, now = Date.now(), tim
       const stops = msg.is_typing === false;
       const typing = stops ? (msg.ticket_id == null || prev.typing === msg.ticket_id ? null : prev.typing ?? null) : msg.ticket_id ?? null;
       byId[id] = { ...person({ user_id: id, username: msg.username, typing }, prev), typingUntil: typing == null ? 0 : now + timeout };
-      return { ...state, byId };
+      return { ...state, byId, paging: touch(state, id, ["username", "typing"]) };
     }
     case "expire": {
       let changed = false;
@@ -293,13 +327,35 @@ export class PresenceStore {
     return this;
   }
 
-  /** refetch loads the presence state over HTTP (after a reset). */
+  /** refetch loads the presence state over HTTP (after a reset), every page of it. */
   async refetch() {
     try {
-      const res = await this._relay.fetchPresence(this.projectId);
-      this._apply({ type: "loaded", users: (res && res.users) || [] });
+      const res = await this._relay.fetchPresence(this.projectId, { limit: PRESENCE_PAGE });
+      this._apply({ type: "loaded", users: (res && res.users) || [], more: !!(res && res.more) });
     } catch {
       // live events and the next presence_state still arrive
+    }
+  }
+
+  // _readRest reads the pages after a presence_state or answer that said
+  // more, one at a time, while the state they complete is the current one
+  // (a newer state starts its own). A page that fails ends it, the list
+  // partial (loaded false) until the next state: a reconnect sends one.
+  async _readRest(gen, users) {
+    let after = users.length ? String(users[users.length - 1].user_id) : "";
+    while (this._offs.length && this._state.gen === gen && this._state.paging) {
+      let res;
+      try {
+        res = await this._relay.fetchPresence(this.projectId, { after, limit: PRESENCE_PAGE });
+      } catch {
+        return;
+      }
+      if (!this._offs.length) return; // closed meanwhile
+      const list = (res && res.users) || [];
+      const more = !!(res && res.more) && list.length > 0;
+      this._apply({ type: "page", gen, users: list, more });
+      if (!more) return;
+      after = String(list[list.length - 1].user_id);
     }
   }
 
@@ -325,9 +381,11 @@ export class PresenceStore {
     const next = presenceReduce(this._state, msg, this._now(), this._timeout);
     this._schedule(next);
     if (next === this._state) return;
+    const startsPaging = next.paging && next.gen !== this._state.gen;
     this._state = next;
     this._view = presenceView(next);
     for (const fn of [...this._listeners]) fn();
+    if (startsPaging) this._readRest(next.gen, msg.users || []);
   }
 
   // _schedule wakes the store when the first typing indicator runs out.

@@ -139,7 +139,8 @@ export class Relay {
   markRead(ids: string | string[]): Promise<{ ids: string[]; unread_count: number } | null>;
   markAllRead(): Promise<{ ids: string[]; unread_count: number }>;
   fetchNotifications(options?: { limit?: number; before?: string }): Promise<NotificationsPage>;
-  fetchPresence(projectId: string | number): Promise<{ project_id: string; users: PresenceUser[] }>;
+  /** One page of who is online, by user id; more: ask again with after = the last user_id. */
+  fetchPresence(projectId: string | number, options?: { after?: string; limit?: number }): Promise<{ project_id: string; users: PresenceUser[]; count: number; more: boolean }>;
   /** relay's HTTP API with the bearer token (one retry with a fresh token on 401). */
   request<T = unknown>(method: string, path: string, body?: unknown): Promise<T>;
   /** The current token, asking getToken when there is none. */
@@ -178,6 +179,7 @@ export interface PresenceView {
   viewing: Record<string, PresenceUser[]>;
   /** ticket id -> the users typing in it */
   typing: Record<string, PresenceUser[]>;
+  /** The whole list is in: false until presence_state, and while the pages after a large project's state are read. */
   loaded: boolean;
 }
 

@@ -204,9 +204,10 @@ export class Relay {
     return this.request("GET", "/api/notifications" + q);
   }
 
-  /** fetchPresence returns who is online in a project now. */
-  fetchPresence(projectId) {
-    return this.request("GET", "/api/projects/" + encodeURIComponent(projectId) + "/presence");
+  /** fetchPresence returns a page of who is online in a project now, by user id: {users, count, more}; after is the last user_id of the previous page. */
+  fetchPresence(projectId, { after = "", limit = 0 } = {}) {
+    const q = [limit ? "limit=" + encodeURIComponent(limit) : "", after ? "after=" + encodeURIComponent(after) : ""].filter(Boolean).join("&");
+    return this.request("GET", "/api/projects/" + encodeURIComponent(projectId) + "/presence" + (q ? "?" + q : ""));
   }
 
   /**
