@@ -66,6 +66,9 @@ func ParsePublishKeys(spec string) ([]PublishKey, error) {
 		}
 		k, err := parsePublishKey(entry)
 		if err != nil {
+			if k.Name != "" {
+				return nil, fmt.Errorf("auth: publish key %d (%s): %w", i+1, k.Name, err)
+			}
 			return nil, fmt.Errorf("auth: publish key %d: %w", i+1, err)
 		}
 		if seen["n"+k.Name] {
@@ -81,6 +84,8 @@ func ParsePublishKeys(spec string) ([]PublishKey, error) {
 	return keys, nil
 }
 
+// parsePublishKey parses one entry. On error, the key it returns holds the
+// entry's name when that much was valid.
 func parsePublishKey(entry string) (PublishKey, error) {
 	const form = `write it as name=secret:pattern[,pattern…], e.g. django=<openssl rand -hex 32>:project_*,user_*_notifications`
 	name, rest, ok := strings.Cut(entry, "=")
@@ -88,24 +93,25 @@ func parsePublishKey(entry string) (PublishKey, error) {
 	if !ok || !keyAlphabet(name) {
 		return PublishKey{}, fmt.Errorf("want a name of letters, digits, '-' or '_' before '=': %s", form)
 	}
+	named := PublishKey{Name: name}
 	secret, patterns, ok := strings.Cut(rest, ":")
 	secret = strings.TrimSpace(secret)
 	if !ok {
-		return PublishKey{}, fmt.Errorf("(%s) has no ':' and channel patterns after its secret: %s", name, form)
+		return named, fmt.Errorf("no ':' and channel patterns after the secret: %s", form)
 	}
 	if !keyAlphabet(secret) {
-		return PublishKey{}, fmt.Errorf("(%s): the secret may hold only letters, digits, '-' and '_' (hex or base64url): %s", name, form)
+		return named, fmt.Errorf("the secret may hold only letters, digits, '-' and '_' (hex or base64url): %s", form)
 	}
 	if len(secret) < MinPublishKeyLen {
-		return PublishKey{}, fmt.Errorf("(%s): the secret is %d characters, want at least %d: make one with openssl rand -hex 32",
-			name, len(secret), MinPublishKeyLen)
+		return named, fmt.Errorf("the secret is %d characters, want at least %d: make one with openssl rand -hex 32",
+			len(secret), MinPublishKeyLen)
 	}
 	k := PublishKey{Name: name, Secret: secret}
 	for p := range strings.SplitSeq(patterns, ",") {
 		p = strings.TrimSpace(p)
 		if err := events.ValidatePattern(p); err != nil {
-			return PublishKey{}, fmt.Errorf("(%s): %q is not a channel pattern: use 1 to %d of A-Z a-z 0-9 _ . : - and '*'",
-				name, clip(p), events.MaxChannelLen)
+			return named, fmt.Errorf("%q is not a channel pattern: use 1 to %d of A-Z a-z 0-9 _ . : - and '*'",
+				clip(p), events.MaxChannelLen)
 		}
 		k.Channels = append(k.Channels, p)
 	}

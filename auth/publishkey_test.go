@@ -50,7 +50,7 @@ func TestParsePublishKeys(t *testing.T) {
 		{"no name", "=" + secret + ":*", "want a name"},
 		{"no equals", secret + ":*", "want a name"},
 		{"bad name", "dj ango=" + secret + ":*", "want a name"},
-		{"no patterns", "django=" + secret, "has no ':'"},
+		{"no patterns", "django=" + secret, "publish key 1 (django): no ':'"},
 		{"empty pattern", "django=" + secret + ":", `"" is not a channel pattern`},
 		{"bad pattern", "django=" + secret + ":a b", `"a b" is not a channel pattern`},
 		{"short secret", "django=" + secret[:31] + ":*", "31 characters, want at least 32"},
