@@ -52,6 +52,7 @@ func publishCmd(ctx context.Context, args []string, getenv func(string) string, 
 	fs.SetOutput(stderr)
 	url := fs.String("url", envOr(getenv, "RELAY_URL", "http://localhost:8080"), "relay's base URL (env RELAY_URL)")
 	token := fs.String("token", getenv("RELAY_TOKEN"), "token with a publish claim (env RELAY_TOKEN; default: one minted with RELAY_JWT_SECRET)")
+	key := fs.String("key", getenv("RELAY_PUBLISH_KEY"), "publish key, one of the secrets of the relay's RELAY_PUBLISH_KEYS (env RELAY_PUBLISH_KEY)")
 	secret := fs.String("jwt-secret", getenv("RELAY_JWT_SECRET"), "HS256 key to mint a publish token (env RELAY_JWT_SECRET)")
 	channel := fs.String("channel", "", "channel to publish to (required)")
 	typ := fs.String("type", "", "event type (required)")
@@ -69,9 +70,14 @@ func publishCmd(ctx context.Context, args []string, getenv func(string) string, 
 		}
 		body["data"] = json.RawMessage(*data)
 	}
-	if *token == "" {
+	switch {
+	case *token != "" && *key != "":
+		return errors.New("publish: pass a token (--token, RELAY_TOKEN) or a publish key (--key, RELAY_PUBLISH_KEY), not both")
+	case *key != "":
+		*token = *key // sent the same way: Authorization: Bearer
+	case *token == "":
 		if *secret == "" {
-			return errors.New("publish: pass --token, or set RELAY_JWT_SECRET so a publish token can be minted")
+			return errors.New("publish: pass --key (a publish key) or --token, or set RELAY_JWT_SECRET so a publish token can be minted")
 		}
 		t, err := auth.Mint([]byte(*secret), auth.Identity{UserID: "relay-cli", Publish: []string{*channel}}, time.Minute)
 		if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -8,30 +9,38 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/relaydev/relay/auth"
 )
 
 // config is every setting of `relay serve`. Each comes from an environment
 // variable, and a flag of the same meaning overrides it. README.md lists them
 // all; keep the two in step.
 type config struct {
-	Addr            string
-	JWTSecret       string
-	RedisURL        string
-	RedisPrefix     string
-	HistoryEvents   int
-	HistoryAge      time.Duration
-	MaxPayload      int
-	Heartbeat       time.Duration
-	AllowedOrigins  []string
-	ShutdownTimeout time.Duration
-	StoreTimeout    time.Duration
-	LogLevel        string
-	LogFormat       string
-	PresenceGrace   time.Duration
-	TypingTimeout   time.Duration
-	PresenceTTL     time.Duration
-	NotesMax        int
-	NotesAge        time.Duration
+	Addr      string
+	JWTSecret string
+	// The other verification keys and the publish keys, as given: see
+	// verifierKeys, which reads them (errors there never quote a secret).
+	JWTSecretPrevious string
+	JWTPublicKey      string // PEM text, or the path of a PEM file
+	JWTJWKS           string // the path of a JWKS file, or its JSON
+	PublishKeys       string
+	RedisURL          string
+	RedisPrefix       string
+	HistoryEvents     int
+	HistoryAge        time.Duration
+	MaxPayload        int
+	Heartbeat         time.Duration
+	AllowedOrigins    []string
+	ShutdownTimeout   time.Duration
+	StoreTimeout      time.Duration
+	LogLevel          string
+	LogFormat         string
+	PresenceGrace     time.Duration
+	TypingTimeout     time.Duration
+	PresenceTTL       time.Duration
+	NotesMax          int
+	NotesAge          time.Duration
 	// Dev is RELAY_DEV as given ("" when unset); see resolveDev.
 	Dev string
 	// DevRemote lets clients beyond this machine mint demo tokens.
@@ -60,12 +69,12 @@ const devAddr = "127.0.0.1:8080"
 func (c *config) resolveDev() (bool, error) {
 	if c.Dev != "" {
 		on, _ := strconv.ParseBool(c.Dev)
-		if !on && c.JWTSecret == "" {
+		if !on && !c.hasJWTKey() {
 			return false, fmt.Errorf("RELAY_DEV=false and RELAY_JWT_SECRET is not set: %s", setSecret)
 		}
 		return on, nil
 	}
-	if c.JWTSecret != "" {
+	if c.hasJWTKey() {
 		return false, nil
 	}
 	var why string
@@ -86,7 +95,76 @@ func (c *config) resolveDev() (bool, error) {
 	return true, nil
 }
 
-const setSecret = "set RELAY_JWT_SECRET to the key your backend signs tokens with (Django with simplejwt: SIMPLE_JWT[\"SIGNING_KEY\"], by default SECRET_KEY; at least 16 bytes)"
+const setSecret = "set RELAY_JWT_SECRET to the key your backend signs tokens with (Django with simplejwt: SIMPLE_JWT[\"SIGNING_KEY\"], by default SECRET_KEY; at least 16 bytes), " +
+	"or RELAY_JWT_PUBLIC_KEY / RELAY_JWT_JWKS for RS256 or EdDSA tokens"
+
+// hasJWTKey reports whether any key that verifies tokens is configured.
+func (c *config) hasJWTKey() bool {
+	return c.JWTSecret != "" || c.JWTPublicKey != "" || c.JWTJWKS != ""
+}
+
+// verifierKeys reads the configured keys. Its errors name the variable and
+// never quote a secret.
+func (c *config) verifierKeys(readFile func(string) ([]byte, error)) (auth.Keys, error) {
+	var k auth.Keys
+	switch {
+	case c.JWTSecret != "":
+		k.Secrets = append(k.Secrets, []byte(c.JWTSecret))
+		if c.JWTSecretPrevious != "" {
+			k.Secrets = append(k.Secrets, []byte(c.JWTSecretPrevious))
+		}
+	case c.JWTSecretPrevious != "":
+		return k, errors.New("RELAY_JWT_SECRET_PREVIOUS is set but RELAY_JWT_SECRET is not: set RELAY_JWT_SECRET to the current secret; " +
+			"the previous one is only accepted beside it, while tokens signed with it expire")
+	}
+	for i, s := range k.Secrets {
+		if len(s) < auth.MinSecretLen {
+			return k, fmt.Errorf("%s is %d bytes, want at least %d", [...]string{"RELAY_JWT_SECRET", "RELAY_JWT_SECRET_PREVIOUS"}[i], len(s), auth.MinSecretLen)
+		}
+	}
+	if c.JWTPublicKey != "" {
+		text, err := inlineOrFile(c.JWTPublicKey, "-----BEGIN", readFile)
+		if err != nil {
+			return k, fmt.Errorf("RELAY_JWT_PUBLIC_KEY: %w (give the PEM text itself, or the path of a PEM file)", err)
+		}
+		keys, err := auth.ParsePublicKeys(text)
+		if err != nil {
+			return k, fmt.Errorf("RELAY_JWT_PUBLIC_KEY: %w", err)
+		}
+		k.Public = append(k.Public, keys...)
+	}
+	if c.JWTJWKS != "" {
+		text, err := inlineOrFile(c.JWTJWKS, "{", readFile)
+		if err != nil {
+			return k, fmt.Errorf("RELAY_JWT_JWKS: %w (give the path of a JWKS file, or its JSON)", err)
+		}
+		keys, err := auth.ParseJWKS(text)
+		if err != nil {
+			return k, fmt.Errorf("RELAY_JWT_JWKS: %w", err)
+		}
+		k.Public = append(k.Public, keys...)
+	}
+	keys, err := auth.ParsePublishKeys(c.PublishKeys)
+	if err != nil {
+		return k, fmt.Errorf("RELAY_PUBLISH_KEYS: %w", err)
+	}
+	k.Publish = keys
+	return k, nil
+}
+
+// inlineOrFile returns v itself when it starts with prefix (PEM or JSON
+// given in the variable), else the contents of the file v names. Platforms
+// that flatten a secret's newlines into the two characters \n get them back.
+func inlineOrFile(v, prefix string, readFile func(string) ([]byte, error)) ([]byte, error) {
+	v = strings.TrimSpace(v)
+	if strings.HasPrefix(v, prefix) {
+		if !strings.Contains(v, "\n") {
+			v = strings.ReplaceAll(v, `\n`, "\n")
+		}
+		return []byte(v), nil
+	}
+	return readFile(v)
+}
 
 // loopbackAddr reports whether a listen address only takes this machine's
 // connections ("localhost:8080", "127.0.0.1:0", "[::1]:80").
@@ -113,6 +191,14 @@ var settings = []setting{
 		func(c *config, v string) error { c.Addr = v; return nil }},
 	{"RELAY_JWT_SECRET", "jwt-secret", "", "HS256 key that verifies tokens (unset: a random one per run, dev only)",
 		func(c *config, v string) error { c.JWTSecret = v; return nil }},
+	{"RELAY_JWT_SECRET_PREVIOUS", "jwt-secret-previous", "", "the HS256 key RELAY_JWT_SECRET replaced, still accepted while its tokens expire (rotation)",
+		func(c *config, v string) error { c.JWTSecretPrevious = v; return nil }},
+	{"RELAY_JWT_PUBLIC_KEY", "jwt-public-key", "", "PEM public key(s) that verify RS256 or EdDSA tokens, or the path of a PEM file",
+		func(c *config, v string) error { c.JWTPublicKey = v; return nil }},
+	{"RELAY_JWT_JWKS", "jwt-jwks", "", "path of a JWKS file (or its JSON) whose keys verify RS256 or EdDSA tokens; a token's kid selects",
+		func(c *config, v string) error { c.JWTJWKS = v; return nil }},
+	{"RELAY_PUBLISH_KEYS", "publish-keys", "", "publish keys for backends: name=secret:pattern,pattern;name2=… (secrets: 32+ of A-Z a-z 0-9 - _)",
+		func(c *config, v string) error { c.PublishKeys = v; return nil }},
 	{"REDIS_URL", "redis-url", "", "redis:// or rediss:// URL of the shared event log (unset: in-memory log)",
 		func(c *config, v string) error { c.RedisURL = v; return nil }},
 	{"RELAY_REDIS_PREFIX", "redis-prefix", "relay:", "prefix of every Redis key and Pub/Sub channel relay uses",

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -34,12 +35,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	devSecret := cfg.JWTSecret == ""
+	devSecret := dev && cfg.JWTSecret == ""
 	if devSecret {
 		cfg.JWTSecret = randomSecret()
 		logger.Warn("dev mode: RELAY_JWT_SECRET is not set, so tokens are verified with a random secret for this run only (never printed); set it to your backend's signing key before deploying")
 	}
-	verifier, err := auth.NewVerifier([]byte(cfg.JWTSecret))
+	verifier, err := newVerifier(&cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -117,6 +118,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// newVerifier builds the verifier from every configured key and logs what
+// it accepts: algorithms and publish key names, never a secret.
+func newVerifier(cfg *config, logger *slog.Logger) (*auth.Verifier, error) {
+	keys, err := cfg.verifierKeys(os.ReadFile)
+	if err != nil {
+		return nil, err
+	}
+	v, err := auth.NewVerifierWith(keys)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(keys.Publish))
+	for i, k := range keys.Publish {
+		names[i] = k.Name
+	}
+	logger.Info("verifying tokens", "algorithms", v.Algorithms(), "hs256_secrets", len(keys.Secrets),
+		"public_keys", len(keys.Public), "publish_keys", names)
+	return v, nil
 }
 
 // requestGrace is how long a shutdown lets plain requests in flight finish

@@ -28,7 +28,7 @@ const MaxBatch = 1000
 // first publish's id, in the same body, with Idempotent-Replayed: true when
 // every event of the request was such a repeat.
 func (s *Server) publish(c echo.Context) error {
-	id, err := s.identify(c.Request())
+	id, err := s.identifyPublisher(c.Request())
 	if err != nil {
 		return err
 	}

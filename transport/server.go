@@ -18,9 +18,14 @@ import (
 	"github.com/relaydev/relay/events"
 )
 
-// Authenticator verifies a bearer token; *auth.Verifier is the one relay uses.
+// Authenticator verifies the credentials of requests; *auth.Verifier is the
+// one relay uses.
 type Authenticator interface {
+	// Verify authenticates a token on every path but publishing. It never
+	// accepts a publish key.
 	Verify(token string) (*auth.Identity, error)
+	// VerifyPublisher authenticates a publish request's token or publish key.
+	VerifyPublisher(token string) (*auth.Identity, error)
 }
 
 // Config tunes the transports; zero fields take the defaults below.
@@ -225,6 +230,16 @@ func (s *Server) identify(r *http.Request) (*auth.Identity, error) {
 		return nil, fmt.Errorf("no token: send one as ?token=, an Authorization: Bearer header or a relay_token cookie: %w", auth.ErrUnauthenticated)
 	}
 	return s.auth.Verify(tok)
+}
+
+// identifyPublisher authenticates a publish request: a token, or a publish
+// key (which identify refuses, so that a key may only publish).
+func (s *Server) identifyPublisher(r *http.Request) (*auth.Identity, error) {
+	tok := auth.TokenFromRequest(r)
+	if tok == "" {
+		return nil, fmt.Errorf("no token: send a publish key or a token as an Authorization: Bearer header: %w", auth.ErrUnauthenticated)
+	}
+	return s.auth.VerifyPublisher(tok)
 }
 
 // sameOrigin reports whether origin names the host the request was sent to.
