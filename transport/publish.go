@@ -143,7 +143,7 @@ func (s *Server) parsePublish(body []byte, id *auth.Identity) ([]events.Draft, b
 			return nil, batch, atIndex(err, i, batch)
 		}
 		if !id.CanPublish(d.Channel) {
-			return nil, batch, atIndex(fmt.Errorf("this token may not publish to %s; its publish claim must list a pattern that covers it: %w", d.Channel, auth.ErrForbidden), i, batch)
+			return nil, batch, atIndex(notAllowed(id, d.Channel), i, batch)
 		}
 		drafts[i] = d
 	}
@@ -155,4 +155,12 @@ func atIndex(err error, i int, batch bool) error {
 		return err
 	}
 	return fmt.Errorf("event %d: %w", i, err)
+}
+
+// notAllowed says why id may not publish to channel, and what to change.
+func notAllowed(id *auth.Identity, channel string) error {
+	if id.PublishKey != "" {
+		return fmt.Errorf("publish key %s may not publish to %s; add a pattern that covers it to its entry in RELAY_PUBLISH_KEYS: %w", id.PublishKey, channel, auth.ErrForbidden)
+	}
+	return fmt.Errorf("this token may not publish to %s; its publish claim must list a pattern that covers it: %w", channel, auth.ErrForbidden)
 }
