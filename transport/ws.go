@@ -81,7 +81,7 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 
 	ws := &wsConn{srv: s, conn: conn, sub: o.sub, id: o.id, cfg: &s.cfg, states: o.states,
 		projects: presenceProjects(o.channels), quota: s.limits.conn(o.id.UserID),
-		log:      s.logger.With("transport", "websocket", "user", o.id.UserID), replies: make(chan reply, 8), quit: make(chan struct{})}
+		log: s.logger.With("transport", "websocket", "user", o.id.UserID), replies: make(chan reply, 8), quit: make(chan struct{})}
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
