@@ -91,10 +91,27 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	close(ws.quit)
 	if code != 0 {
 		closeWith(conn, code, reason)
+		lingerClose(readDone)
 	}
 	conn.Close() // ends readLoop
 	<-readDone
 	return nil
+}
+
+// closeLinger is how long a close waits for the client's answering close
+// frame, reading (and dropping) what it still sends meanwhile. Closed at
+// once, a connection the client is still writing to is reset, and a reset
+// can discard our close frame before the client reads it: a flooding
+// client would see 1006 instead of 4029 and its reason.
+const closeLinger = time.Second
+
+func lingerClose(readDone <-chan struct{}) {
+	t := time.NewTimer(closeLinger)
+	defer t.Stop()
+	select {
+	case <-readDone:
+	case <-t.C:
+	}
 }
 
 // errRestarting refuses a stream while the server shuts down.
@@ -267,6 +284,11 @@ func (ws *wsConn) readLoop() {
 		if err != nil {
 			return
 		}
+		select {
+		case <-ws.quit: // closing: drop what still comes until the client's close
+			continue
+		default:
+		}
 		_ = ws.conn.SetReadDeadline(time.Now().Add(wait))
 		r := ws.handle(msg)
 		if r.msg == nil && r.code == 0 {
@@ -275,11 +297,10 @@ func (ws *wsConn) readLoop() {
 		select {
 		case ws.replies <- r:
 		case <-ws.quit:
-			return
+			continue
 		}
-		if r.code != 0 { // the writer closes; read no more
+		if r.code != 0 { // the writer closes: handle nothing more
 			<-ws.quit
-			return
 		}
 	}
 }
