@@ -93,7 +93,10 @@ func startBenchTarget(ctx context.Context, store, redisURL string) (*benchTarget
 	t := &benchTarget{name: store, secret: randomSecret(), waited: make(chan struct{})}
 	t.cmd = exec.CommandContext(ctx, exe, "serve")
 	t.cmd.Env = append(os.Environ(), "RELAY_ADDR=127.0.0.1:0", "RELAY_JWT_SECRET="+t.secret,
-		"RELAY_LOG_LEVEL=warn", "RELAY_HISTORY_MAX_AGE=15m", "REDIS_URL=")
+		"RELAY_LOG_LEVEL=warn", "RELAY_HISTORY_MAX_AGE=15m", "REDIS_URL=",
+		// bench opens every stream as one user from one address, as fast as it can.
+		"RELAY_MAX_CONNS_PER_USER=1000000", "RELAY_MAX_CONNS_PER_IP=1000000",
+		"RELAY_CONNECT_RATE=1000000", "RELAY_CONNECT_BURST=1000000")
 	if store == "redis" {
 		t.cmd.Env = append(t.cmd.Env, "REDIS_URL="+redisURL, "RELAY_REDIS_PREFIX=relaybench:"+randomSecret()[:8]+":")
 	}

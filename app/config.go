@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/relaydev/relay/auth"
+	"github.com/relaydev/relay/transport"
 )
 
 // config is every setting of `relay serve`. Each comes from an environment
@@ -41,6 +42,9 @@ type config struct {
 	PresenceTTL       time.Duration
 	NotesMax          int
 	NotesAge          time.Duration
+	// Limits bound what one client may take (RELAY_MAX_CONNS_PER_USER …);
+	// its TypingRepeat is set by serve from TypingTimeout.
+	Limits transport.Limits
 	// Dev is RELAY_DEV as given ("" when unset); see resolveDev.
 	Dev string
 	// DevRemote lets clients beyond this machine mint demo tokens.
@@ -227,6 +231,36 @@ var settings = []setting{
 		durationSetter(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 	{"RELAY_STORE_TIMEOUT", "store-timeout", "3s", "longest a publish or a stream's opening waits for the store before answering 503 store_unavailable",
 		durationSetter(func(c *config) *time.Duration { return &c.StoreTimeout })},
+	{"RELAY_MAX_CONNS_PER_USER", "max-conns-per-user", "100", "streams one user may hold open (per relay process)",
+		intSetter(func(c *config) *int { return &c.Limits.ConnsPerUser })},
+	{"RELAY_MAX_CONNS_PER_IP", "max-conns-per-ip", "2000", "streams one client address (IPv6: its /64) may hold open (per relay process)",
+		intSetter(func(c *config) *int { return &c.Limits.ConnsPerIP })},
+	{"RELAY_CONNECT_RATE", "connect-rate", "50", "new streams a second one client address may open, on average",
+		intSetter(func(c *config) *int { return &c.Limits.ConnectRate })},
+	{"RELAY_CONNECT_BURST", "connect-burst", "500", "new streams one client address may open at once",
+		intSetter(func(c *config) *int { return &c.Limits.ConnectBurst })},
+	{"RELAY_ACTION_RATE", "action-rate", "10", "messages a second one WebSocket connection may send (typing, viewing, mark_read, ping)",
+		intSetter(func(c *config) *int { return &c.Limits.ActionRate })},
+	{"RELAY_ACTION_BURST", "action-burst", "20", "messages one WebSocket connection may send at once",
+		intSetter(func(c *config) *int { return &c.Limits.ActionBurst })},
+	{"RELAY_USER_ACTION_RATE", "user-action-rate", "20", "typing, viewing, mark_read and ping a second for one user, over all connections and the HTTP action endpoints",
+		intSetter(func(c *config) *int { return &c.Limits.UserActionRate })},
+	{"RELAY_USER_ACTION_BURST", "user-action-burst", "50", "actions one user may send at once",
+		intSetter(func(c *config) *int { return &c.Limits.UserActionBurst })},
+	{"RELAY_ACTION_HARD_LIMIT", "action-hard-limit", "100", "refused messages after which a WebSocket connection is closed with 4029 (refills at RELAY_ACTION_RATE)",
+		intSetter(func(c *config) *int { return &c.Limits.ActionHardLimit })},
+	{"RELAY_TRUST_PROXY_HEADER", "trust-proxy-header", "", "header with the client's address set by the proxy in front of relay (Fly: Fly-Client-IP); only when every request comes through it",
+		func(c *config, v string) error {
+			if strings.ContainsFunc(v, func(r rune) bool {
+				return !(r == '-' || r >= '0' && r <= '9' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z')
+			}) {
+				return fmt.Errorf("want a header name such as Fly-Client-IP")
+			}
+			c.Limits.TrustProxyHeader = v
+			return nil
+		}},
+	{"RELAY_BODY_TIMEOUT", "body-timeout", "10s", "longest a request body may take to arrive before a 408 (streams have none)",
+		durationSetter(func(c *config) *time.Duration { return &c.Limits.BodyTimeout })},
 	{"RELAY_LOG_LEVEL", "log-level", "info", "debug, info, warn or error",
 		func(c *config, v string) error { c.LogLevel = v; return nil }},
 	{"RELAY_LOG_FORMAT", "log-format", "text", "text or json",

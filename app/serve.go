@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,12 +63,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	tracker.Start()
 	defer tracker.Close()
 
+	limits := cfg.Limits
+	limits.TypingRepeat = cfg.TypingTimeout / 3 // an unchanged typing state still refreshes in time
 	srv := transport.NewServer(hub, verifier, transport.Config{
 		Heartbeat:      cfg.Heartbeat,
 		MaxPayload:     cfg.MaxPayload,
 		AllowedOrigins: cfg.AllowedOrigins,
 		StoreTimeout:   cfg.StoreTimeout,
+		Limits:         limits,
 	}, logger)
+	if slices.Contains(cfg.AllowedOrigins, "*") {
+		logger.Warn("RELAY_ALLOWED_ORIGINS=*: pages of every site may connect with a token they hold (?token=, Authorization); the relay_token cookie and credentialed CORS are honoured only for the same origin and origins listed by name")
+	}
+	if getenv("FLY_APP_NAME") != "" && limits.TrustProxyHeader == "" {
+		logger.Warn("on Fly every client comes through Fly's proxy, so per-address limits count all clients as one: set RELAY_TRUST_PROXY_HEADER=Fly-Client-IP")
+	}
 	registerWeb(srv.Echo(), dev, cfg.DevRemote, []byte(cfg.JWTSecret), logger)
 	srv.SetPresence(tracker)
 

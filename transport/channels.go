@@ -97,6 +97,7 @@ type openStream struct {
 	sub     *events.Subscription
 	states  []*events.Event // presence_state messages, sent after history
 	offline func()
+	release func() // uncounts the stream from its user's and address's limits
 }
 
 // open authenticates and authorizes the request, takes the user online,
@@ -106,8 +107,20 @@ type openStream struct {
 // so a live-only client is not sent its own join; the states are read after,
 // so no presence change falls between them and the live events. The store
 // calls are bounded by StoreTimeout. On error nothing is left open.
+//
+// Every attempt first takes one of its address's connect tokens; an
+// authorized stream is then counted against its user's and its address's
+// stream limits until close.
 func (s *Server) open(c echo.Context, channels channelsFunc) (*openStream, error) {
+	ip := clientIP(c.Request(), s.cfg.Limits.TrustProxyHeader)
+	if err := s.limits.connectAttempt(ip); err != nil {
+		return nil, err
+	}
 	req, err := s.prepare(c, channels)
+	if err != nil {
+		return nil, err
+	}
+	release, err := s.limits.admit(req.id.UserID, ip)
 	if err != nil {
 		return nil, err
 	}
@@ -115,26 +128,31 @@ func (s *Server) open(c echo.Context, channels channelsFunc) (*openStream, error
 	defer cancel()
 	offline, err := s.goOnline(ctx, req)
 	if err != nil {
+		release()
 		return nil, s.storeError(ctx, err)
 	}
 	sub, err := s.hub.Subscribe(ctx, req.channels, req.cursor)
 	if err != nil {
 		offline()
+		release()
 		return nil, s.storeError(ctx, err)
 	}
 	states, err := s.presenceStates(ctx, req)
 	if err != nil {
 		sub.Close()
 		offline()
+		release()
 		return nil, s.storeError(ctx, err)
 	}
-	return &openStream{streamRequest: req, sub: sub, states: states, offline: offline}, nil
+	return &openStream{streamRequest: req, sub: sub, states: states, offline: offline, release: release}, nil
 }
 
-// close takes the user offline and ends the subscription.
+// close takes the user offline, ends the subscription and uncounts the
+// stream. Every way a stream ends comes through here.
 func (o *openStream) close() {
 	o.offline()
 	o.sub.Close()
+	o.release()
 }
 
 // stream serves a channel group as WebSocket when the request is an upgrade,
@@ -162,6 +180,9 @@ func (s *Server) stream(channels channelsFunc) echo.HandlerFunc {
 func (s *Server) check(c echo.Context, channels channelsFunc) error {
 	req, err := s.prepare(c, channels)
 	if err != nil {
+		return err
+	}
+	if err := s.limits.peek(req.id.UserID, clientIP(c.Request(), s.cfg.Limits.TrustProxyHeader)); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"channels": req.channels})

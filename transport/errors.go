@@ -23,6 +23,7 @@ const (
 	CloseForbidden    = 4003 // the token does not allow this channel: do not retry
 	CloseNotFound     = 4004 // no such endpoint or resource
 	CloseSlowConsumer = 4008 // fell behind its buffer: reconnect with the cursor
+	CloseRateLimited  = 4029 // too many connections or messages: reconnect later, slower
 	CloseGoingAway    = 1001 // the server is shutting down: reconnect elsewhere
 	CloseTooBig       = 1009 // a message over the size limit
 	CloseInternal     = 1011 // a server fault
@@ -49,6 +50,11 @@ var failures = []struct {
 		"unauthorized: send a valid token as ?token="}},
 	{auth.ErrForbidden, failure{http.StatusForbidden, "forbidden", CloseForbidden,
 		"forbidden: this token may not read this channel"}},
+	{ErrTooManyConnections, failure{http.StatusTooManyRequests, "too_many_connections", CloseRateLimited,
+		"too many connections: close one, or multiplex channels on one connection"}},
+	{ErrRateLimited, failure{http.StatusTooManyRequests, "rate_limited", CloseRateLimited,
+		"rate limited: reconnect later, and send less"}},
+	{errBodyTimeout, failure{http.StatusRequestTimeout, "request_timeout", CloseBadRequest, ""}},
 	{events.ErrInvalid, failure{http.StatusBadRequest, "bad_request", CloseBadRequest, ""}},
 	{events.ErrTooLarge, failure{http.StatusRequestEntityTooLarge, "payload_too_large", CloseTooBig, ""}},
 	{events.ErrNotFound, failure{http.StatusNotFound, "not_found", CloseNotFound, ""}},
@@ -146,6 +152,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	f := classify(err)
 	if f.status >= 500 && f != classify(events.ErrClosed) {
 		s.logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	}
+	if ra := retryAfter(err); ra != "" {
+		c.Response().Header().Set("Retry-After", ra)
 	}
 	_ = c.JSON(f.status, errorBody{Error: f.code, Message: message(err, f)})
 }

@@ -132,6 +132,11 @@ func startRelay(t *testing.T, opts ...option) *relay {
 	for _, o := range opts {
 		o(&set)
 	}
+	// As app/serve.go does: an unchanged typing state is applied again
+	// (refreshing it) after a third of the typing timeout at the latest.
+	if set.presence.TypingTimeout > 0 && set.cfg.Limits.TypingRepeat == 0 {
+		set.cfg.Limits.TypingRepeat = set.presence.TypingTimeout / 3
+	}
 	be := openStore(t, set)
 	log := be.log
 	if set.wrap != nil {

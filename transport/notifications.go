@@ -93,6 +93,9 @@ func (s *Server) postNotificationsRead(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.limits.userAction(s.limits.user(id.UserID)); err != nil {
+		return err
+	}
 	var body markReadBody
 	if err := decodeBody(c.Request(), &body, 256<<10); err != nil {
 		return err
@@ -111,7 +114,7 @@ func (s *Server) postNotificationsRead(c echo.Context) error {
 func decodeBody(r *http.Request, v any, limit int64) error {
 	raw, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return fmt.Errorf("read body: %v: %w", err, events.ErrInvalid)
+		return readError(err)
 	}
 	if int64(len(raw)) > limit {
 		return fmt.Errorf("body over %d bytes: %w", limit, events.ErrTooLarge)

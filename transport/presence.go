@@ -131,7 +131,14 @@ func (s *Server) act(ctx context.Context, id *auth.Identity, project string, a a
 		if ticket == nil || a.IsTyping == nil {
 			return fmt.Errorf(`typing needs "ticket_id" and "is_typing": %w`, events.ErrInvalid)
 		}
-		return s.presence.Typing(ctx, project, id.UserID, id.Name, *ticket, *a.IsTyping)
+		if s.limits.typingRepeat(id.UserID, project, *ticket, *a.IsTyping) {
+			return nil // just applied: not re-broadcast
+		}
+		if err := s.presence.Typing(ctx, project, id.UserID, id.Name, *ticket, *a.IsTyping); err != nil {
+			return err
+		}
+		s.limits.typingApplied(id.UserID, project, *ticket, *a.IsTyping)
+		return nil
 	case "viewing":
 		return s.presence.Viewing(ctx, project, id.UserID, id.Name, ticket)
 	}
@@ -159,6 +166,9 @@ func (s *Server) postPresence(c echo.Context) error {
 	}
 	pid, err := projectParam(c, id)
 	if err != nil {
+		return err
+	}
+	if err := s.limits.userAction(s.limits.user(id.UserID)); err != nil {
 		return err
 	}
 	var a action

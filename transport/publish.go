@@ -114,7 +114,7 @@ func (s *Server) readBody(r *http.Request) ([]byte, error) {
 	limit := int64(s.cfg.MaxPayload) * 16
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("read body: %v: %w", err, events.ErrInvalid)
+		return nil, readError(err)
 	}
 	if int64(len(body)) > limit {
 		return nil, fmt.Errorf("request body over %d bytes; send fewer events per request: %w", limit, events.ErrTooLarge)

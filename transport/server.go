@@ -46,8 +46,13 @@ type Config struct {
 	// 503 store_unavailable (close 1013), never waited for without end.
 	StoreTimeout time.Duration
 	// AllowedOrigins lists the browser origins (scheme://host[:port]) of
-	// other sites allowed to connect; empty means same origin only.
+	// other sites allowed to connect; empty means same origin only. "*"
+	// allows every origin, but with tokens sent as ?token= or a header
+	// only: cookies are honoured from the same origin and origins listed by
+	// name alone.
 	AllowedOrigins []string
+	// Limits bound what one client may take.
+	Limits Limits
 }
 
 // Defaults for Config.
@@ -74,6 +79,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxPayload <= 0 {
 		c.MaxPayload = events.DefaultMaxPayload
 	}
+	c.Limits = c.Limits.withDefaults()
 	return c
 }
 
@@ -86,6 +92,9 @@ type Server struct {
 	echo   *echo.Echo
 
 	presence Presence // nil: presence is off
+	limits   *limiter
+
+	streamPaths map[string]bool // the stream routes: no body deadline
 
 	shutdown     chan struct{} // closed by Shutdown: every stream selects on it
 	shutdownOnce sync.Once
@@ -100,7 +109,9 @@ func NewServer(hub *events.Hub, a Authenticator, cfg Config, logger *slog.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{hub: hub, auth: a, cfg: cfg.withDefaults(), logger: logger, shutdown: make(chan struct{})}
+	s := &Server{hub: hub, auth: a, cfg: cfg.withDefaults(), logger: logger, shutdown: make(chan struct{}),
+		streamPaths: map[string]bool{}}
+	s.limits = newLimiter(s.cfg.Limits)
 	s.echo = s.routes()
 	return s
 }
@@ -151,21 +162,25 @@ func (s *Server) routes() *echo.Echo {
 	e.HTTPErrorHandler = s.handleError
 	// Only middleware that neither buffers nor times out responses: streams
 	// pass through all of it (see PITFALLS: no Timeout, Gzip or BodyDump).
-	e.Use(middleware.Recover(), s.accessLog, s.checkOrigin)
+	e.Use(middleware.Recover(), s.accessLog, s.checkOrigin, s.bodyDeadline)
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 
 	// One URL per channel group, SSE or WebSocket by request.
-	e.GET("/events", s.stream(s.queryChannels))
-	e.GET("/events/notifications", s.stream(s.notificationsChannel))
-	e.GET("/events/projects/:id/tickets", s.stream(s.projectChannel(events.TicketsChannel)))
-	e.GET("/events/projects/:id/presence", s.stream(s.projectChannel(events.PresenceChannel)))
+	stream := func(path string, channels channelsFunc) {
+		s.streamPaths[path] = true
+		e.GET(path, s.stream(channels))
+	}
+	stream("/events", s.queryChannels)
+	stream("/events/notifications", s.notificationsChannel)
+	stream("/events/projects/:id/tickets", s.projectChannel(events.TicketsChannel))
+	stream("/events/projects/:id/presence", s.projectChannel(events.PresenceChannel))
 	// The Django Channels paths, unchanged for existing WebSocket clients.
 	for _, suffix := range []string{"/", ""} {
-		e.GET("/ws/notifications"+suffix, s.stream(s.notificationsChannel))
-		e.GET("/ws/projects/:id/tickets"+suffix, s.stream(s.projectChannel(events.TicketsChannel)))
-		e.GET("/ws/projects/:id/presence"+suffix, s.stream(s.projectChannel(events.PresenceChannel)))
+		stream("/ws/notifications"+suffix, s.notificationsChannel)
+		stream("/ws/projects/:id/tickets"+suffix, s.projectChannel(events.TicketsChannel))
+		stream("/ws/projects/:id/presence"+suffix, s.projectChannel(events.PresenceChannel))
 	}
 
 	e.POST("/api/publish", s.publish)
@@ -226,6 +241,9 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 // identify authenticates the request's token.
 func (s *Server) identify(r *http.Request) (*auth.Identity, error) {
 	tok := auth.TokenFromRequest(r)
+	if origin, dropped := r.Context().Value(cookieDroppedKey{}).(string); tok == "" && dropped {
+		return nil, fmt.Errorf("the relay_token cookie is not accepted from %s, which RELAY_ALLOWED_ORIGINS allows only through \"*\": send the token as ?token= or an Authorization: Bearer header, or list the origin by name: %w", origin, auth.ErrUnauthenticated)
+	}
 	if tok == "" {
 		return nil, fmt.Errorf("no token: send one as ?token=, an Authorization: Bearer header or a relay_token cookie: %w", auth.ErrUnauthenticated)
 	}

@@ -46,8 +46,17 @@ type wsConn struct {
 	id       *auth.Identity
 	cfg      *Config
 	log      *slog.Logger
-	replies  chan []byte   // answers from the reader, written by the writer
+	quota    *connQuota    // the rate of this connection's messages
+	replies  chan reply    // answers from the reader, written by the writer
 	quit     chan struct{} // closed when the writer is done
+}
+
+// reply is what the reader asks the writer to send: a message, or a close
+// (code set) after which the connection ends.
+type reply struct {
+	msg    []byte
+	code   int
+	reason string
 }
 
 // serveWebSocket subscribes (and takes the user online) before it upgrades,
@@ -71,8 +80,8 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	defer conn.Close()
 
 	ws := &wsConn{srv: s, conn: conn, sub: o.sub, id: o.id, cfg: &s.cfg, states: o.states,
-		projects: presenceProjects(o.channels),
-		log:      s.logger.With("transport", "websocket", "user", o.id.UserID), replies: make(chan []byte, 8), quit: make(chan struct{})}
+		projects: presenceProjects(o.channels), quota: s.limits.conn(o.id.UserID),
+		log: s.logger.With("transport", "websocket", "user", o.id.UserID), replies: make(chan reply, 8), quit: make(chan struct{})}
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
@@ -82,10 +91,27 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	close(ws.quit)
 	if code != 0 {
 		closeWith(conn, code, reason)
+		lingerClose(readDone)
 	}
 	conn.Close() // ends readLoop
 	<-readDone
 	return nil
+}
+
+// closeLinger is how long a close waits for the client's answering close
+// frame, reading (and dropping) what it still sends meanwhile. Closed at
+// once, a connection the client is still writing to is reset, and a reset
+// can discard our close frame before the client reads it: a flooding
+// client would see 1006 instead of 4029 and its reason.
+const closeLinger = time.Second
+
+func lingerClose(readDone <-chan struct{}) {
+	t := time.NewTimer(closeLinger)
+	defer t.Stop()
+	select {
+	case <-readDone:
+	case <-t.C:
+	}
 }
 
 // errRestarting refuses a stream while the server shuts down.
@@ -158,9 +184,12 @@ func (ws *wsConn) writeLoop(shutdown <-chan struct{}, readDone <-chan struct{}) 
 			return CloseGoingAway, "relay is restarting; reconnect with last_event_id"
 		case <-ping.C:
 			err = ws.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(ws.cfg.WriteTimeout))
-		case reply := <-ws.replies:
+		case r := <-ws.replies:
+			if r.code != 0 {
+				return r.code, r.reason
+			}
 			ws.deadline()
-			err = ws.conn.WriteMessage(websocket.TextMessage, reply)
+			err = ws.conn.WriteMessage(websocket.TextMessage, r.msg)
 		case ev := <-ws.sub.Live():
 			err = ws.deliver(ctx, ev)
 		}
@@ -255,13 +284,23 @@ func (ws *wsConn) readLoop() {
 		if err != nil {
 			return
 		}
+		select {
+		case <-ws.quit: // closing: drop what still comes until the client's close
+			continue
+		default:
+		}
 		_ = ws.conn.SetReadDeadline(time.Now().Add(wait))
-		if reply := ws.handle(msg); reply != nil {
-			select {
-			case ws.replies <- reply:
-			case <-ws.quit:
-				return
-			}
+		r := ws.handle(msg)
+		if r.msg == nil && r.code == 0 {
+			continue
+		}
+		select {
+		case ws.replies <- r:
+		case <-ws.quit:
+			continue
+		}
+		if r.code != 0 { // the writer closes: handle nothing more
+			<-ws.quit
 		}
 	}
 }
@@ -285,12 +324,24 @@ func (m clientMessage) id() string {
 	return ""
 }
 
-// handle answers one client message: nil when there is nothing to say.
-func (ws *wsConn) handle(raw []byte) []byte {
+// handle answers one client message: an empty reply when there is nothing
+// to say. Every message counts against the connection's rate, and actions
+// against the user's too: one over it is dropped with a rate_limited error,
+// and a connection that goes on flooding is closed with 4029.
+func (ws *wsConn) handle(raw []byte) reply {
 	var m clientMessage
-	if err := json.Unmarshal(raw, &m); err != nil || m.Type == "" {
-		return events.Control("error", "error", "bad_request",
-			"message", `send a JSON object with a "type", e.g. {"type":"ping","timestamp":123}`)
+	perr := json.Unmarshal(raw, &m)
+	if err := ws.quota.allow(m.Type); err != nil {
+		if errors.Is(err, errFlood) {
+			ws.log.Warn("websocket client flooding past its rate limit; closing it", "limit", ws.cfg.Limits.ActionRate)
+			return reply{code: CloseRateLimited, reason: closeReason(err)}
+		}
+		f := classify(err)
+		return reply{msg: events.Control("error", "error", f.code, "message", message(err, f), "request", m.Type)}
+	}
+	if perr != nil || m.Type == "" {
+		return reply{msg: events.Control("error", "error", "bad_request",
+			"message", `send a JSON object with a "type", e.g. {"type":"ping","timestamp":123}`)}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), ws.cfg.WriteTimeout)
 	defer cancel()
@@ -301,7 +352,7 @@ func (ws *wsConn) handle(raw []byte) []byte {
 			Type      string          `json:"type"`
 			Timestamp json.RawMessage `json:"timestamp,omitempty"`
 		}{"pong", m.Timestamp})
-		return out
+		return reply{msg: out}
 	case "typing", "viewing":
 		var project string
 		if project, err = ws.project(m.action); err == nil {
@@ -315,13 +366,13 @@ func (ws *wsConn) handle(raw []byte) []byte {
 		}
 	default:
 		err = fmt.Errorf("relay does not know message type %q: %w", m.Type, events.ErrInvalid)
-		return events.Control("error", "error", "unknown_type", "message", message(err, classify(err)))
+		return reply{msg: events.Control("error", "error", "unknown_type", "message", message(err, classify(err)))}
 	}
 	if err != nil {
 		f := classify(err)
-		return events.Control("error", "error", f.code, "message", message(err, f), "request", m.Type)
+		return reply{msg: events.Control("error", "error", f.code, "message", message(err, f), "request", m.Type)}
 	}
-	return nil
+	return reply{}
 }
 
 // project is the project a presence action is for: its project_id, or the
