@@ -135,8 +135,11 @@ func (s *Subscription) Deliver(ctx context.Context, ev *Event, sink Sink) error 
 	ch := ev.Channel
 	p := s.pos[ch]
 	switch {
-	case p.IsBeginning():
-		return s.fill(ctx, ch, sink, false) // history was empty: read it again, with this event
+	case p.IsBeginning(), p.IsEmpty():
+		// History was empty, or the channel had no log: read it again, with
+		// this event. The log's Read says whether an empty position still
+		// answers (this event's epoch started after it) or is gone.
+		return s.fill(ctx, ch, sink, false)
 	case ev.Pos.Epoch != p.Epoch:
 		// The log started a new epoch (reset, restarted, forgotten): the
 		// client's history ends here. Read the new epoch from its start.
