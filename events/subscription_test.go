@@ -270,8 +270,8 @@ func TestDeliver(t *testing.T) {
 
 // TestDeliverEmptyPosition: a subscription to channels with no log starts at
 // empty positions; the first live event of each, whichever it is, fills
-// from the log from the new epoch's first event, and later ones are
-// delivered once, in order.
+// from the log from the new epoch's first event up to itself, and later
+// ones are delivered once, in order.
 func TestDeliverEmptyPosition(t *testing.T) {
 	ctx := context.Background()
 	hub := newHub(t, events.Retention{})
@@ -295,8 +295,10 @@ func TestDeliverEmptyPosition(t *testing.T) {
 		ev   *events.Event
 		want []string
 	}{
-		{"a later event first: the epoch from its start", evs[1], ids(evs...)},
-		{"then duplicates", evs[0], nil},
+		// The fill stops at the live event: what follows comes live.
+		{"a later event first: the epoch from its start", evs[1], ids(evs[0], evs[1])},
+		{"then a duplicate", evs[0], nil},
+		{"then the next", evs[2], ids(evs[2])},
 		{"other channel", d[0], ids(d[0])},
 	} {
 		n := len(s.got)
