@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Position is a place in one channel's log: the log's epoch and the sequence
@@ -14,6 +15,10 @@ import (
 // a cursor from another epoch is detected, not misread.
 //
 // Its text form, the envelope "id", is "<epoch>-<seq>", e.g. "k3j9x2ab-42".
+//
+// A channel that has no log has no epoch yet: its Head is an empty position
+// (see EmptyPosition), which names the log's generation and the time it was
+// taken instead, so reading never has to create a log.
 type Position struct {
 	Epoch string
 	Seq   uint64
@@ -44,7 +49,8 @@ func (p Position) AppendText(b []byte) []byte {
 	return strconv.AppendUint(b, p.Seq, 10)
 }
 
-// ParsePosition parses an envelope id ("<epoch>-<seq>") or "0" (Beginning).
+// ParsePosition parses an envelope id ("<epoch>-<seq>"), an empty position
+// or "0" (Beginning).
 func ParsePosition(s string) (Position, error) {
 	if s == "0" {
 		return Beginning, nil
@@ -57,10 +63,81 @@ func ParsePosition(s string) (Position, error) {
 	if err != nil {
 		return Position{}, fmt.Errorf("event id %q has a bad sequence number: %w", s, ErrInvalid)
 	}
-	return Position{Epoch: epoch, Seq: n}, nil
+	p := Position{Epoch: epoch, Seq: n}
+	if _, _, empty := p.Empty(); empty && n != 0 {
+		return Position{}, fmt.Errorf("event id %q is an empty position with a sequence number other than 0: %w", s, ErrInvalid)
+	}
+	return p, nil
 }
 
-// validEpoch: 1-32 lowercase letters or digits, the form stores generate.
+// An empty position is where a channel with no log stands: no epoch exists
+// yet, and none is created by reading. Its epoch field is
+//
+//	"v" <generation: 12 lowercase letters or digits> <unix ms, base 36, 9 digits>
+//
+// 22 characters in all (real epochs, from NewEpoch, have 10), and its seq is
+// 0: "v3f9a0c1d2e7b0mwzwqm0e-0" (generation 3f9a0c1d2e7b, taken at
+// 2026-11-28T04:25:50.318Z). It is an ordinary "<epoch>-<seq>" to the
+// cursor grammar (no ',', '=' or second '-'), and to a client that only
+// checks that epochs are lowercase letters and digits.
+//
+// The generation names the log's lifetime (Redis: the server run, memory:
+// the Memory value) and the time is the log's clock when the position was
+// taken. A store's Read after an empty position answers with the events of
+// an epoch created since, from its first, or ErrCursorGone when it cannot be
+// sure no event was lost in between (another generation, an epoch created
+// more than MaxAge later, a trimmed first event): see the stores' Read.
+const (
+	emptyMark  = 'v'
+	genLen     = 12
+	emptyMsLen = 9
+	emptyLen   = 1 + genLen + emptyMsLen
+	maxEmptyMs = 101559956668415 // 36^9 - 1: "zzzzzzzzz", in the year 5188
+)
+
+// EmptyPosition returns the empty position of a log of generation (12
+// lowercase letters or digits) taken at time at (ms precision; from 1970 to
+// the year 5188).
+func EmptyPosition(generation string, at time.Time) (Position, error) {
+	ms := at.UnixMilli()
+	if len(generation) != genLen || !validEpoch(generation) {
+		return Position{}, fmt.Errorf("empty position: generation %q is not %d lowercase letters or digits: %w", generation, genLen, ErrInvalid)
+	}
+	if ms < 0 || ms > maxEmptyMs {
+		return Position{}, fmt.Errorf("empty position: time %v is out of range: %w", at, ErrInvalid)
+	}
+	b := make([]byte, 0, emptyLen)
+	b = append(b, emptyMark)
+	b = append(b, generation...)
+	digits := strconv.AppendInt(nil, ms, 36)
+	for range emptyMsLen - len(digits) {
+		b = append(b, '0')
+	}
+	return Position{Epoch: string(append(b, digits...))}, nil
+}
+
+// Empty reports whether p is an empty position (see EmptyPosition), and if
+// so the generation and time it names.
+func (p Position) Empty() (generation string, at time.Time, ok bool) {
+	e := p.Epoch
+	if len(e) != emptyLen || e[0] != emptyMark || !validEpoch(e) {
+		return "", time.Time{}, false
+	}
+	ms, err := strconv.ParseInt(e[1+genLen:], 36, 64)
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	return e[1 : 1+genLen], time.UnixMilli(ms), true
+}
+
+// IsEmpty reports whether p is an empty position.
+func (p Position) IsEmpty() bool {
+	_, _, ok := p.Empty()
+	return ok
+}
+
+// validEpoch: 1-32 lowercase letters or digits, the form stores generate
+// (and empty positions take).
 func validEpoch(e string) bool {
 	if e == "" || len(e) > 32 {
 		return false
@@ -149,7 +226,8 @@ func AppendCursor(b []byte, channels []string, pos func(string) Position) []byte
 	return b
 }
 
-// NewEpoch returns a fresh random epoch: 10 lowercase letters and digits.
+// NewEpoch returns a fresh random epoch: 10 lowercase letters and digits,
+// never an empty position's.
 // Stores call it when a channel's log starts (or starts again).
 func NewEpoch() string {
 	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"

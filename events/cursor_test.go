@@ -3,8 +3,10 @@ package events_test
 import (
 	"errors"
 	"maps"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/relaydev/relay/events"
 )
@@ -113,6 +115,10 @@ func TestCursorRoundTrip(t *testing.T) {
 			events.Cursor{"a": {Epoch: "e1", Seq: 5}, "b": {Epoch: "e2", Seq: 0}}, "b=e2-0,a=e1-5"},
 		{"a channel at the beginning", []string{"a", "b"},
 			events.Cursor{"a": events.Beginning, "b": {Epoch: "e2", Seq: 7}}, "a=0,b=e2-7"},
+		{"one channel with no log", []string{"a"}, events.Cursor{"a": mustEmpty(t, "0123456789ab", 1)}, "v0123456789ab000000001-0"},
+		{"channels with and without a log", []string{"a", "b"},
+			events.Cursor{"a": mustEmpty(t, "zzzzzzzzzzzz", 1_795_839_950_318), "b": {Epoch: "e2", Seq: 7}},
+			"a=vzzzzzzzzzzzz0mwzwqm0e-0,b=e2-7"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			text := string(events.AppendCursor(nil, tc.channels, func(ch string) events.Position { return tc.cur[ch] }))
@@ -138,5 +144,84 @@ func TestNewEpoch(t *testing.T) {
 			t.Fatalf("NewEpoch repeated %q", e)
 		}
 		seen[e] = true
+	}
+}
+
+func mustEmpty(t *testing.T, gen string, ms int64) events.Position {
+	t.Helper()
+	p, err := events.EmptyPosition(gen, time.UnixMilli(ms))
+	if err != nil {
+		t.Fatalf("EmptyPosition(%q, %d): %v", gen, ms, err)
+	}
+	return p
+}
+
+// TestEmptyPosition: an empty position carries its generation and time
+// through its text form, in a shape no real epoch has and every client that
+// accepts "<epoch>-<seq>" of lowercase letters and digits (relay.js's
+// parseId) carries unchanged.
+func TestEmptyPosition(t *testing.T) {
+	clientID := regexp.MustCompile(`^([a-z0-9]{1,32})-(\d{1,20})$`) // web/relay-core.js parseId
+	for _, tc := range []struct {
+		gen string
+		at  time.Time
+	}{
+		{"3f9a0c1d2e7b", time.Date(2026, 11, 28, 4, 25, 50, 318e6, time.UTC)},
+		{"000000000000", time.UnixMilli(0)},
+		{"zzzzzzzzzzzz", time.UnixMilli(101559956668415)}, // the last representable ms
+	} {
+		p, err := events.EmptyPosition(tc.gen, tc.at)
+		if err != nil {
+			t.Fatalf("EmptyPosition(%q, %v): %v", tc.gen, tc.at, err)
+		}
+		text := p.String()
+		back, err := events.ParsePosition(text)
+		if err != nil || back != p {
+			t.Fatalf("ParsePosition(%q) = %+v, %v; want %+v", text, back, err, p)
+		}
+		gen, at, ok := back.Empty()
+		if !ok || gen != tc.gen || !at.Equal(tc.at) {
+			t.Errorf("Empty() of %q = %q, %v, %v; want %q, %v, true", text, gen, at, ok, tc.gen, tc.at)
+		}
+		if !back.IsEmpty() || back.IsBeginning() || back.Seq != 0 {
+			t.Errorf("%q: IsEmpty %v, IsBeginning %v, Seq %d; want true, false, 0", text, back.IsEmpty(), back.IsBeginning(), back.Seq)
+		}
+		if !clientID.MatchString(text) || strings.ContainsAny(text, ",= ") {
+			t.Errorf("%q does not fit the client's id grammar", text)
+		}
+	}
+	for range 1000 { // a real epoch is never an empty position
+		if p := (events.Position{Epoch: events.NewEpoch(), Seq: 0}); p.IsEmpty() {
+			t.Fatalf("real epoch %q reads as an empty position", p.Epoch)
+		}
+	}
+	for _, s := range []string{"e2-0", "0", "v0123456789ab00000000-0", "v0123456789ab0000000001-0", "w0123456789ab000000001-0"} {
+		if p, err := events.ParsePosition(s); err == nil && p.IsEmpty() {
+			t.Errorf("ParsePosition(%q) = an empty position %+v, want none", s, p)
+		}
+	}
+}
+
+func TestEmptyPositionInvalid(t *testing.T) {
+	for _, s := range []string{"v0123456789ab000000001-1", "v0123456789ab000000001-42"} {
+		if p, err := events.ParsePosition(s); !errors.Is(err, events.ErrInvalid) {
+			t.Errorf("ParsePosition(%q) = %+v, %v; want ErrInvalid (an empty position has seq 0)", s, p, err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		gen  string
+		at   time.Time
+	}{
+		{"short generation", "0123", time.UnixMilli(1)},
+		{"long generation", "0123456789abc", time.UnixMilli(1)},
+		{"generation with upper case", "0123456789AB", time.UnixMilli(1)},
+		{"generation with a dash", "0123456789-b", time.UnixMilli(1)},
+		{"before 1970", "0123456789ab", time.UnixMilli(-1)},
+		{"after 5188", "0123456789ab", time.UnixMilli(101559956668416)},
+	} {
+		if p, err := events.EmptyPosition(tc.gen, tc.at); !errors.Is(err, events.ErrInvalid) {
+			t.Errorf("%s: EmptyPosition(%q, %v) = %+v, %v; want ErrInvalid", tc.name, tc.gen, tc.at, p, err)
+		}
 	}
 }

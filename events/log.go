@@ -27,11 +27,23 @@ type Log interface {
 	// ErrCursorGone when the log cannot answer: after's epoch is not the
 	// channel's current one, after is ahead of the channel's head, or events
 	// after it were trimmed.
+	//
+	// After an empty position (from Head of a channel with no log), Read
+	// returns no events while the channel still has no log, and the events of
+	// the epoch created since, from its first, when it can be sure that is
+	// every event appended since the position was taken; otherwise
+	// ErrCursorGone: the log's generation changed (a restarted or failed-over
+	// Redis), the epoch was created MaxAge or more after the position (an
+	// epoch could have come and been forgotten in between), or its first
+	// event was trimmed. Read creates nothing.
 	Read(ctx context.Context, channel string, after Position, limit int) ([]*Event, error)
 
 	// Head returns the position of the channel's newest event, with Seq 0
-	// when it has none. It creates the channel's epoch when the channel is
-	// new, so a cursor taken from an empty channel stays valid.
+	// when its epoch has none. A channel with no log (never appended to, or
+	// forgotten) has an empty position (see EmptyPosition), which names the
+	// log's generation and the time it was taken: Head writes nothing, keeps
+	// nothing alive, and a cursor it returns stays answerable (see Read) when
+	// the channel's first event arrives. Only Append makes a channel exist.
 	Head(ctx context.Context, channel string) (Position, error)
 
 	// Watch calls deliver with every event appended to any channel, by any

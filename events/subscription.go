@@ -135,8 +135,13 @@ func (s *Subscription) Deliver(ctx context.Context, ev *Event, sink Sink) error 
 	ch := ev.Channel
 	p := s.pos[ch]
 	switch {
-	case p.IsBeginning():
-		return s.fill(ctx, ch, sink, false) // history was empty: read it again, with this event
+	case p.IsBeginning(), p.IsEmpty():
+		// History was empty, or the channel had no log: read it again, up to
+		// this event (later ones follow live, so the connection keeps the
+		// order events were published in across its channels). The log's
+		// Read says whether an empty position still answers (this event's
+		// epoch started after it) or is gone.
+		return s.fillTo(ctx, ch, sink, ev.Pos)
 	case ev.Pos.Epoch != p.Epoch:
 		// The log started a new epoch (reset, restarted, forgotten): the
 		// client's history ends here. Read the new epoch from its start.
@@ -156,6 +161,16 @@ func (s *Subscription) Deliver(ctx context.Context, ev *Event, sink Sink) error 
 // head. With reset set (the position was moved to a new epoch's start), it
 // sends the reset before the first event: exactly one reset either way.
 func (s *Subscription) fill(ctx context.Context, ch string, sink Sink, reset bool) error {
+	return s.fillUntil(ctx, ch, sink, reset, Position{})
+}
+
+// fillTo is fill that stops once it has sent the live event at pos: the
+// events after it reach the subscription live.
+func (s *Subscription) fillTo(ctx context.Context, ch string, sink Sink, pos Position) error {
+	return s.fillUntil(ctx, ch, sink, false, pos)
+}
+
+func (s *Subscription) fillUntil(ctx context.Context, ch string, sink Sink, reset bool, until Position) error {
 	for {
 		evs, err := s.hub.log.Read(ctx, ch, s.pos[ch], ReplayPage)
 		if errors.Is(err, ErrCursorGone) {
@@ -179,6 +194,9 @@ func (s *Subscription) fill(ctx context.Context, ch string, sink Sink, reset boo
 			s.pos[ch] = ev.Pos
 			if err := sink.Event(ev); err != nil {
 				return err
+			}
+			if ev.Pos == until {
+				return nil
 			}
 		}
 		if len(evs) < ReplayPage {

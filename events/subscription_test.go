@@ -226,6 +226,10 @@ func TestReplayThenLive(t *testing.T) {
 func TestDeliver(t *testing.T) {
 	ctx := context.Background()
 	hub := newHub(t, events.Retention{})
+	// Both channels have a log, so the subscription starts at a real head
+	// (TestDeliverEmptyPosition covers channels with none).
+	publish(t, hub, "c", 1)
+	publish(t, hub, "d", 1)
 	sub := subscribe(t, hub, []string{"c", "d"}, nil)
 	s := &sink{}
 	if err := sub.Replay(ctx, s); err != nil {
@@ -261,6 +265,52 @@ func TestDeliver(t *testing.T) {
 	}
 	if got := string(sub.AppendCursor(nil)); got != "c="+evs[4].ID()+",d="+d[1].ID() {
 		t.Errorf("AppendCursor: got %q, want c=%s,d=%s", got, evs[4].ID(), d[1].ID())
+	}
+}
+
+// TestDeliverEmptyPosition: a subscription to channels with no log starts at
+// empty positions; the first live event of each, whichever it is, fills
+// from the log from the new epoch's first event up to itself, and later
+// ones are delivered once, in order.
+func TestDeliverEmptyPosition(t *testing.T) {
+	ctx := context.Background()
+	hub := newHub(t, events.Retention{})
+	sub := subscribe(t, hub, []string{"c", "d"}, nil)
+	for _, ch := range sub.Channels() {
+		if p := sub.Position(ch); !p.IsEmpty() {
+			t.Fatalf("Position(%s) of a channel with no log = %v, want an empty position", ch, p)
+		}
+	}
+	s := &sink{}
+	if err := sub.Replay(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	evs := publish(t, hub, "c", 3)
+	d := publish(t, hub, "d", 1)
+	for range 4 {
+		<-sub.Live() // the test hands events to Deliver itself
+	}
+	for _, st := range []struct {
+		name string
+		ev   *events.Event
+		want []string
+	}{
+		// The fill stops at the live event: what follows comes live.
+		{"a later event first: the epoch from its start", evs[1], ids(evs[0], evs[1])},
+		{"then a duplicate", evs[0], nil},
+		{"then the next", evs[2], ids(evs[2])},
+		{"other channel", d[0], ids(d[0])},
+	} {
+		n := len(s.got)
+		if err := sub.Deliver(ctx, st.ev, s); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if got := s.got[n:]; !slices.Equal(got, st.want) {
+			t.Errorf("%s: got %v, want %v", st.name, got, st.want)
+		}
+	}
+	if got := string(sub.AppendCursor(nil)); got != "c="+evs[2].ID()+",d="+d[0].ID() {
+		t.Errorf("AppendCursor: got %q, want c=%s,d=%s", got, evs[2].ID(), d[0].ID())
 	}
 }
 

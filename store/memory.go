@@ -5,6 +5,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -21,10 +23,15 @@ var (
 // Memory is an events.Log held in this process's memory: nothing survives a
 // restart (every channel then starts a new epoch, so clients are told their
 // cursors are gone), and processes do not share it.
+//
+// Reading creates nothing: Head of a channel with no log is an empty
+// position of this Memory value's generation (events.EmptyPosition), and
+// only Append makes a channel exist.
 type Memory struct {
 	ret    events.Retention
 	window time.Duration // how long an idempotency key is remembered
 	now    func() time.Time
+	gen    string // this log's generation, for empty positions: random per Memory
 
 	mu    sync.RWMutex
 	chans map[string]*memChannel
@@ -39,6 +46,7 @@ type Memory struct {
 type memChannel struct {
 	mu      sync.Mutex
 	epoch   string
+	created time.Time       // when the epoch started
 	seq     uint64          // the newest event's sequence number
 	events  []*events.Event // the events kept, oldest first, consecutive seqs
 	touched time.Time
@@ -69,10 +77,13 @@ func NewMemoryWith(opt MemoryOptions) *Memory {
 		opt.IdempotencyWindow = events.IdempotencyWindow
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	var gen [6]byte
+	_, _ = rand.Read(gen[:]) // crypto/rand.Read never fails (Go 1.24+)
 	m := &Memory{
 		ret:         opt.Retention.WithDefaults(),
 		window:      opt.IdempotencyWindow,
 		now:         time.Now,
+		gen:         hex.EncodeToString(gen[:]),
 		chans:       make(map[string]*memChannel),
 		stopJanitor: cancel,
 		janitorDone: make(chan struct{}),
@@ -93,7 +104,8 @@ func (m *Memory) channel(name string, create bool) *memChannel {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if c = m.chans[name]; c == nil {
-		c = &memChannel{epoch: events.NewEpoch(), touched: m.now()}
+		now := m.now()
+		c = &memChannel{epoch: events.NewEpoch(), created: now, touched: now}
 		m.chans[name] = c
 	}
 	return c
@@ -147,8 +159,8 @@ func (m *Memory) Append(ctx context.Context, drafts []events.Draft) ([]*events.E
 
 // Broadcast calls the watchers with an ephemeral event without storing it.
 // Like Append, it delivers while the channel is locked, so a channel's
-// watchers are never called concurrently. It creates the channel if new, as
-// Head does, but does not mark it used: ephemeral events keep no log alive.
+// watchers are never called concurrently. It creates nothing: on a channel
+// with no log it delivers under the lock that creating one takes instead.
 func (m *Memory) Broadcast(ctx context.Context, ev *events.Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -156,18 +168,30 @@ func (m *Memory) Broadcast(ctx context.Context, ev *events.Event) error {
 	if !ev.Ephemeral {
 		return fmt.Errorf("store: broadcast: event is not ephemeral; append it instead: %w", events.ErrInvalid)
 	}
-	for {
-		c := m.channel(ev.Channel, true)
+	if c := m.channel(ev.Channel, false); c != nil {
 		c.mu.Lock()
-		if c.epoch == "" { // forgotten by the janitor meanwhile
-			c.mu.Unlock()
-			continue
-		}
-		for _, w := range *m.watchers.Load() {
-			w.deliver(ev)
+		live := c.epoch != "" // else forgotten by the janitor meanwhile
+		if live {
+			m.deliver(ev)
 		}
 		c.mu.Unlock()
-		return nil
+		if live {
+			return nil
+		}
+	}
+	m.mu.Lock() // before any channel's lock, as in sweep
+	defer m.mu.Unlock()
+	if c := m.chans[ev.Channel]; c != nil { // created meanwhile: its lock orders deliveries
+		c.mu.Lock()
+		defer c.mu.Unlock()
+	}
+	m.deliver(ev)
+	return nil
+}
+
+func (m *Memory) deliver(ev *events.Event) {
+	for _, w := range *m.watchers.Load() {
+		w.deliver(ev)
 	}
 }
 
@@ -185,24 +209,32 @@ func (m *Memory) trim(c *memChannel, now time.Time) {
 	}
 }
 
-// Read returns up to limit events of channel after position after.
+// Read returns up to limit events of channel after position after; see
+// events.Log, and afterEmpty for a read after an empty position.
 func (m *Memory) Read(ctx context.Context, channel string, after events.Position, limit int) ([]*events.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	c := m.channel(channel, false)
 	if c == nil {
-		if after.IsBeginning() {
-			return nil, nil
-		}
-		return nil, events.ErrCursorGone
+		return m.readNoLog(after)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.epoch == "" { // forgotten by the janitor meanwhile
+		return m.readNoLog(after)
+	}
 	m.trim(c, m.now())
 	first := c.seq - uint64(len(c.events)) + 1 // sequence number of c.events[0]
-	if after.IsBeginning() {
+	switch {
+	case after.IsBeginning():
 		after = events.Position{Epoch: c.epoch, Seq: first - 1}
+	case after.IsEmpty():
+		p, err := afterEmpty(after, m.gen, c.epoch, c.created, m.ret.MaxAge)
+		if err != nil {
+			return nil, err
+		}
+		after = p
 	}
 	if after.Epoch != c.epoch || after.Seq > c.seq || after.Seq+1 < first {
 		return nil, events.ErrCursorGone
@@ -212,21 +244,34 @@ func (m *Memory) Read(ctx context.Context, channel string, after events.Position
 	return append([]*events.Event(nil), c.events[start:end]...), nil
 }
 
-// Head returns the channel's newest position, creating the channel if new.
+// readNoLog answers a read of a channel that has no log: nothing after
+// Beginning or an empty position of this log, ErrCursorGone after any other.
+func (m *Memory) readNoLog(after events.Position) ([]*events.Event, error) {
+	switch {
+	case after.IsBeginning():
+		return nil, nil
+	case after.IsEmpty():
+		_, err := afterEmpty(after, m.gen, "", time.Time{}, m.ret.MaxAge)
+		return nil, err
+	}
+	return nil, events.ErrCursorGone
+}
+
+// Head returns the channel's newest position, or an empty position when it
+// has no log. It creates nothing and keeps nothing alive.
 func (m *Memory) Head(ctx context.Context, channel string) (events.Position, error) {
 	if err := ctx.Err(); err != nil {
 		return events.Position{}, err
 	}
-	for {
-		c := m.channel(channel, true)
+	if c := m.channel(channel, false); c != nil {
 		c.mu.Lock()
 		p := events.Position{Epoch: c.epoch, Seq: c.seq}
-		c.touched = m.now()
 		c.mu.Unlock()
-		if p.Epoch != "" {
+		if p.Epoch != "" { // else forgotten by the janitor meanwhile
 			return p, nil
 		}
 	}
+	return events.EmptyPosition(m.gen, m.now())
 }
 
 // Watch calls deliver with every appended event; see events.Log. A memory

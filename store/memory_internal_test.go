@@ -3,10 +3,13 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/relaydev/relay/events"
+	"github.com/relaydev/relay/store/storetest"
 )
 
 // TestMemoryKeysPruned: a channel holds only its last window's idempotency
@@ -42,4 +45,18 @@ func TestMemoryKeysPruned(t *testing.T) {
 	if c.seen.byKey != nil || c.seen.order != nil {
 		t.Errorf("got %d keys a window after the last, want none held", len(c.seen.byKey))
 	}
+}
+
+// TestMemoryNoState: reading a memory log keeps no channel entry.
+func TestMemoryNoState(t *testing.T) {
+	t.Parallel()
+	storetest.RunNoState(t, func(t *testing.T) (events.Log, storetest.State) {
+		m := NewMemory(events.Retention{})
+		t.Cleanup(func() { _ = m.Close() })
+		return m, func(*testing.T) []string {
+			m.mu.RLock()
+			defer m.mu.RUnlock()
+			return slices.Collect(maps.Keys(m.chans))
+		}
+	})
 }

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -67,10 +69,13 @@ type RedisOptions struct {
 // Each channel has two keys in one Cluster hash slot: the stream
 // "<prefix>{<channel>}:s", entries "<seq>-0" with fields d (fields), t (time,
 // unix ms from Redis's clock) and y (type); and the hash "<prefix>{<channel>}:m",
-// fields e (epoch), s (newest seq), t (newest time) and r (the run_id of the
-// Redis server that wrote it). Every append, and every
-// Head, makes both expire MaxAge later, so an idle channel is forgotten and
-// starts a new epoch. An append with an idempotency key also sets the string
+// fields e (epoch), s (newest seq), t (newest time), r (the run_id of the
+// Redis server that wrote it) and c (when the epoch started, unix ms). Every
+// append, and only an append, makes both expire MaxAge later, so an idle
+// channel is forgotten and starts a new epoch. Reading creates no key: Head
+// of a channel with no meta hash is an empty position naming the server's
+// run_id and clock (events.EmptyPosition), and Read after one applies
+// afterEmpty. An append with an idempotency key also sets the string
 // "<prefix>{<channel>}:i:<key>" (same slot) to the first append's position
 // and time, expiring after the idempotency window; the publish script checks
 // it first, so a repeat is answered atomically and neither stored nor
@@ -314,24 +319,39 @@ func (r *Redis) Read(ctx context.Context, channel string, after events.Position,
 	if err := ctx.Err(); err != nil {
 		return nil, r.fail("read", err)
 	}
-	res, err := scriptRead.Run(ctx, r.client, r.keys(channel), after.Epoch, after.Seq, limit, r.maxAge, events.NewEpoch()).Slice()
+	mode := after.Epoch // "" (Beginning) reads from the oldest kept
+	if after.IsEmpty() {
+		mode = "*"
+	}
+	res, err := scriptRead.Run(ctx, r.client, r.keys(channel), mode, after.Seq, limit, r.maxAge, events.NewEpoch()).Slice()
 	if err != nil {
 		return nil, r.fail("read", err)
 	}
-	if len(res) != 4 {
-		return nil, fmt.Errorf("store: read: read script returned %d values, want 4", len(res))
+	if len(res) != 6 {
+		return nil, fmt.Errorf("store: read: read script returned %d values, want 6", len(res))
 	}
 	epoch, _ := res[0].(string)
 	head, _ := res[1].(int64)
 	first, _ := res[2].(int64)
 	entries, _ := res[3].([]any)
-	if epoch == "" {
-		if after.IsBeginning() {
-			return nil, nil
+	run, _ := res[4].(string)
+	createdMs, _ := res[5].(int64)
+	switch {
+	case after.IsEmpty():
+		var created time.Time
+		if createdMs >= 0 {
+			created = time.UnixMilli(createdMs)
 		}
+		p, err := afterEmpty(after, generation(run), epoch, created, r.ret.MaxAge)
+		if err != nil || epoch == "" {
+			return nil, err
+		}
+		after = p
+	case epoch == "" && after.IsBeginning():
+		return nil, nil
+	case epoch == "":
 		return nil, events.ErrCursorGone
-	}
-	if after.IsBeginning() {
+	case after.IsBeginning():
 		after = events.Position{Epoch: epoch, Seq: uint64(first - 1)}
 	}
 	if after.Epoch != epoch || after.Seq > uint64(head) || after.Seq+1 < uint64(first) {
@@ -377,21 +397,36 @@ func entryEvent(channel, epoch string, entry any) (*events.Event, error) {
 	return events.NewEvent(d, events.Position{Epoch: epoch, Seq: seq}, time.UnixMilli(ms)), nil
 }
 
-// Head returns the channel's newest position, starting its log if new.
+// Head returns the channel's newest position, or an empty position (of the
+// server run's generation, at Redis's clock) when it has no log. It creates
+// no key and extends no expiry.
 func (r *Redis) Head(ctx context.Context, channel string) (events.Position, error) {
 	if err := ctx.Err(); err != nil {
 		return events.Position{}, r.fail("head", err)
 	}
-	res, err := scriptHead.Run(ctx, r.client, r.keys(channel), events.NewEpoch(), r.maxAge).Slice()
+	res, err := scriptHead.Run(ctx, r.client, r.keys(channel), events.NewEpoch()).Slice()
 	if err != nil {
 		return events.Position{}, r.fail("head", err)
 	}
-	if len(res) != 2 {
-		return events.Position{}, fmt.Errorf("store: head: head script returned %d values, want 2", len(res))
+	switch len(res) {
+	case 2:
+		epoch, _ := res[0].(string)
+		seq, _ := res[1].(int64)
+		return events.Position{Epoch: epoch, Seq: uint64(seq)}, nil
+	case 4:
+		run, _ := res[2].(string)
+		ms, _ := res[3].(int64)
+		return events.EmptyPosition(generation(run), time.UnixMilli(ms))
 	}
-	epoch, _ := res[0].(string)
-	seq, _ := res[1].(int64)
-	return events.Position{Epoch: epoch, Seq: uint64(seq)}, nil
+	return events.Position{}, fmt.Errorf("store: head: head script returned %d values, want 2 or 4", len(res))
+}
+
+// generation is the empty-position generation of a Redis server run: the
+// first 12 hex digits of a hash of its run_id, whatever form a server
+// (or a Redis-compatible one) gives it.
+func generation(runID string) string {
+	sum := sha256.Sum256([]byte(runID))
+	return hex.EncodeToString(sum[:6])
 }
 
 // Ping reports whether Redis answers, for readiness checks.

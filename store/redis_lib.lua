@@ -57,22 +57,23 @@ local function relay_run_id()
 end
 
 -- relay_epoch returns the channel's epoch, starting a new one with candidate
--- (seq 0, its stale stream dropped) when the channel is new, was forgotten,
--- or was last written by another Redis server run: a restart from a snapshot
--- or a promoted replica may have lost its newest writes, so its seq may be
--- behind ids already handed out. A meta hash without a run_id (an older
--- relay's) adopts the current one and keeps its epoch.
+-- (seq 0, its stale stream dropped, its creation time c recorded) when the
+-- channel is new, was forgotten, or was last written by another Redis server
+-- run: a restart from a snapshot or a promoted replica may have lost its
+-- newest writes, so its seq may be behind ids already handed out. A meta
+-- hash without a run_id (an older relay's) adopts the current one and keeps
+-- its epoch. Its second result is the current run_id.
 local function relay_epoch(meta, stream, candidate)
   local m = redis.call('HMGET', meta, 'e', 'r')
   local epoch, run = m[1], m[2]
   local current = relay_run_id()
-  if epoch and run == current then return epoch end
+  if epoch and run == current then return epoch, current end
   if epoch and not run then
     redis.call('HSET', meta, 'r', current)
-    return epoch
+    return epoch, current
   end
   redis.call('DEL', stream)
   -- t stays: event times never go back, even across epochs
-  redis.call('HSET', meta, 'e', candidate, 's', 0, 'r', current)
-  return candidate
+  redis.call('HSET', meta, 'e', candidate, 's', 0, 'r', current, 'c', string.format('%d', relay_now()))
+  return candidate, current
 end
