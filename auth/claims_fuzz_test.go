@@ -93,26 +93,26 @@ func signPayload(payload []byte) string {
 	return unsigned + "." + enc.EncodeToString(mac.Sum(nil))
 }
 
-// checkClaimsIdentity checks an accepted identity against the claims it came from.
+// checkClaimsIdentity checks an accepted identity against the claims it came
+// from.
 func checkClaimsIdentity(t *testing.T, payload []byte, id *Identity) {
 	t.Helper()
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	var c map[string]any
-	if err := dec.Decode(&c); err != nil {
-		t.Fatalf("accepted claims %q that do not decode: %v", payload, err)
-	}
 	if err := events.ValidateID("user", id.UserID); err != nil {
 		t.Fatalf("user id %q: %v", id.UserID, err)
 	}
-	if sub, _ := c["sub"].(string); sub != "" && id.UserID != sub {
+	var sub string
+	_ = json.Unmarshal(claim(t, payload, "sub"), &sub)
+	if sub != "" && id.UserID != sub {
 		t.Fatalf("user id %q, want sub %q", id.UserID, sub)
 	}
 	if !utf8.ValidString(id.Name) {
 		t.Fatalf("name %q is not UTF-8", id.Name)
 	}
 	var want []string
-	list, _ := c["projects"].([]any)
+	var list []any
+	dec := json.NewDecoder(bytes.NewReader(claim(t, payload, "projects")))
+	dec.UseNumber()
+	_ = dec.Decode(&list)
 	for _, p := range list {
 		switch p := p.(type) {
 		case json.Number:
@@ -143,6 +143,32 @@ func checkClaimsIdentity(t *testing.T, payload []byte, id *Identity) {
 	if !id.Expires.After(t0) {
 		t.Fatalf("accepted a token that expired at %v", id.Expires)
 	}
+}
+
+// claim is the member of the claims object that encoding/json, and so jwt,
+// reads for name: the last whose name matches it regardless of case ("SUB"
+// after "sub" wins). nil when there is none.
+func claim(t *testing.T, payload []byte, name string) json.RawMessage {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("accepted claims %q that are not an object", payload)
+	}
+	var found json.RawMessage
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			t.Fatalf("accepted claims %q: %v", payload, err)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("accepted claims %q: %v", payload, err)
+		}
+		if strings.EqualFold(key.(string), name) {
+			found = v
+		}
+	}
+	return found
 }
 
 // identical compares identities, nil and empty lists alike.
