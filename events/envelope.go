@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // DefaultMaxPayload is the default limit on one published event, in bytes.
@@ -61,6 +63,9 @@ func ParseDraft(raw []byte, maxPayload int) (Draft, error) {
 	if err := json.Unmarshal(raw, &members); err != nil || members == nil {
 		return Draft{}, fmt.Errorf("event must be a JSON object with \"channel\" and \"type\": %w", ErrInvalid)
 	}
+	if err := ValidateUnicode(raw); err != nil {
+		return Draft{}, fmt.Errorf("event %w", err)
+	}
 	var d Draft
 	if err := json.Unmarshal(members["channel"], &d.Channel); err != nil || d.Channel == "" {
 		return Draft{}, fmt.Errorf("event needs a \"channel\" string: %w", ErrInvalid)
@@ -88,6 +93,85 @@ func ParseDraft(raw []byte, maxPayload int) (Draft, error) {
 	}
 	d.Fields = fields[1 : len(fields)-1]
 	return d, nil
+}
+
+// ValidateUnicode checks that raw, a syntactically valid JSON text, holds
+// only Unicode text: UTF-8 bytes, and no \u escape of a UTF-16 surrogate that
+// is not half of a pair (I-JSON, RFC 7493 §2.1). encoding/json accepts both
+// and decodes them to U+FFFD, but a json.RawMessage keeps them as sent, and
+// relay forwards members as sent: invalid UTF-8 in a WebSocket text frame
+// makes every browser fail the connection (1007), and a lone surrogate decodes
+// differently in every client (Python cannot even encode it again). The
+// error wraps ErrInvalid and says at which byte.
+func ValidateUnicode(raw []byte) error {
+	if !utf8.Valid(raw) {
+		return fmt.Errorf("is not valid UTF-8 at byte %d: send JSON encoded as UTF-8: %w", invalidAt(raw), ErrInvalid)
+	}
+	inString := false
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '"':
+			inString = !inString
+		case '\\':
+			if !inString || i+1 >= len(raw) {
+				continue
+			}
+			i++ // the escaped byte: a quote here does not end the string
+			if raw[i] != 'u' {
+				continue
+			}
+			r, ok := hex4(raw[i+1:])
+			switch {
+			case !ok || !utf16.IsSurrogate(r):
+			case r < 0xdc00 && bytes.HasPrefix(raw[i+5:], []byte(`\u`)):
+				if low, ok := hex4(raw[i+7:]); ok && low >= 0xdc00 && low <= 0xdfff {
+					i += 6 // a whole pair: skip the low half too
+					break
+				}
+				fallthrough
+			default:
+				return fmt.Errorf(`has a lone UTF-16 surrogate \u%04x at byte %d, which is no character: escape only whole surrogate pairs, or send the text as UTF-8: %w`,
+					r, i-1, ErrInvalid)
+			}
+			i += 4
+		}
+	}
+	return nil
+}
+
+// invalidAt is the offset of the first byte of b that does not start a UTF-8
+// encoding.
+func invalidAt(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
+}
+
+// hex4 decodes the 4 hex digits a \u escape starts with.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }
 
 // NewDraft builds a draft from Go values, for in-process publishers: data is

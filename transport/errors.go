@@ -141,7 +141,7 @@ func closeReason(err error) string {
 	if f.hint != "" {
 		return f.hint
 	}
-	return msg[:120] + "..."
+	return strings.ToValidUTF8(msg[:120], "") + "..." // not in the middle of a character
 }
 
 // handleError is Echo's one error handler: it maps err once and logs faults.

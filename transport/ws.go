@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,11 +130,12 @@ func (s *Server) refuseWebSocket(c echo.Context, err error) error {
 	return nil
 }
 
-// closeWith sends a close frame; reason is cut to the 123 bytes a close
-// frame can carry.
+// closeWith sends a close frame; reason is made UTF-8, as a close frame's
+// must be, and cut on a character boundary to the 123 bytes one can carry.
 func closeWith(conn *websocket.Conn, code int, reason string) {
+	reason = strings.ToValidUTF8(reason, "\uFFFD")
 	if len(reason) > 123 {
-		reason = reason[:120] + "..."
+		reason = strings.ToValidUTF8(reason[:120], "") + "..."
 	}
 	msg := websocket.FormatCloseMessage(code, reason)
 	_ = conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
@@ -342,6 +344,10 @@ func (ws *wsConn) handle(raw []byte) reply {
 	if perr != nil || m.Type == "" {
 		return reply{msg: events.Control("error", "error", "bad_request",
 			"message", `send a JSON object with a "type", e.g. {"type":"ping","timestamp":123}`)}
+	}
+	if err := events.ValidateUnicode(raw); err != nil { // a ping's timestamp is echoed as sent
+		err = fmt.Errorf("message %w", err)
+		return reply{msg: events.Control("error", "error", "bad_request", "message", message(err, classify(err)))}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), ws.cfg.WriteTimeout)
 	defer cancel()
