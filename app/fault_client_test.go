@@ -251,6 +251,12 @@ func (s *subscriber) established(cursor string) {
 	if err != nil {
 		return
 	}
+	if p.IsEmpty() { // a channel with no log yet: no epoch to hold on to
+		if s.led.curEpoch != "" {
+			s.led.silent++ // a real epoch given up without a reset
+		}
+		return
+	}
 	s.epochSeen(p.Epoch)
 }
 
@@ -271,6 +277,9 @@ func (s *subscriber) reset(id string) {
 	s.led.resets = append(s.led.resets, time.Now())
 	s.led.resetAt = append(s.led.resetAt, p)
 	s.led.curEpoch = p.Epoch
+	if p.IsEmpty() { // the channel has no log yet: its first epoch is no change
+		s.led.curEpoch = ""
+	}
 }
 
 // envelope records one delivered event (s.mu held).
