@@ -135,6 +135,12 @@ func (s *Subscription) Deliver(ctx context.Context, ev *Event, sink Sink) error 
 	ch := ev.Channel
 	p := s.pos[ch]
 	switch {
+	case (p.IsBeginning() || p.IsEmpty()) && ev.Pos.Seq == 1:
+		// The channel's first event, while the client has nothing of it: the
+		// history read at subscribe (or a resync, which comes first after any
+		// outage) already vouched for the empty position, so this is the next
+		// event. No log read: a first event reaches N subscribers with no
+		// burst of N reads.
 	case p.IsBeginning(), p.IsEmpty():
 		// History was empty, or the channel had no log: read it again, up to
 		// this event (later ones follow live, so the connection keeps the

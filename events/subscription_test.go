@@ -524,3 +524,45 @@ func TestResync(t *testing.T) {
 		t.Errorf("after resync: got %v, want %v", s.got, want)
 	}
 }
+
+// readCounter is a memory log that counts its Reads.
+type readCounter struct {
+	*store.Memory
+	reads atomic.Int32
+}
+
+func (l *readCounter) Read(ctx context.Context, ch string, after events.Position, limit int) ([]*events.Event, error) {
+	l.reads.Add(1)
+	return l.Memory.Read(ctx, ch, after, limit)
+}
+
+// TestDeliverFirstEventReadsNothing: the first event of a channel that had no
+// log reaches a live subscriber without a log read, so a first publish to a
+// channel with N subscribers costs no burst of N reads.
+func TestDeliverFirstEventReadsNothing(t *testing.T) {
+	ctx := context.Background()
+	log := &readCounter{Memory: store.NewMemory(events.Retention{})}
+	hub := events.NewHub(log, nil)
+	if err := hub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hub.Close(); log.Close() })
+	sub := subscribe(t, hub, []string{"c"}, nil)
+	s := &sink{}
+	if err := sub.Replay(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	before := log.reads.Load()
+	evs := publish(t, hub, "c", 2)
+	for range 2 {
+		if err := sub.Deliver(ctx, <-sub.Live(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(s.got, ids(evs[0], evs[1])) {
+		t.Errorf("got %v, want %v", s.got, ids(evs[0], evs[1]))
+	}
+	if n := log.reads.Load() - before; n != 0 {
+		t.Errorf("%d log reads for the first events, want 0", n)
+	}
+}

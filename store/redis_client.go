@@ -82,9 +82,13 @@ const (
 	// redisWriteTimeout bounds writing a request (a full socket buffer).
 	redisWriteTimeout = 2 * time.Second
 	// redisPoolTimeout bounds waiting for a free connection when all are in
-	// use: under an outage every connection is stuck in a timeout, and new
-	// calls should fail rather than queue.
-	redisPoolTimeout = time.Second
+	// use. A burst of reads (every subscription of a process re-reading the
+	// log after a Pub/Sub reconnect) queues on a pool of 10 per core, so the
+	// wait must outlast a burst of fast reads; under an outage every call is
+	// bounded by the caller's deadline anyway (RELAY_STORE_TIMEOUT, 3 s), and
+	// a dead Redis fails at the dial, not here. 1 s made a bench of 1,000
+	// subscribers fail its reads.
+	redisPoolTimeout = 3 * time.Second
 )
 
 // failFast sets a client's retries and timeouts where its URL left them
