@@ -122,9 +122,13 @@ class Subscriber:
                 self._cond.notify_all()
 
     def messages(self):
-        """The stored events received so far (what a client acts on)."""
+        """The stored events (those with an id) received since the stream's
+        connection_established: presence_state and relay's own join of this
+        subscriber come before it."""
         with self._cond:
-            return [d for n, _, d in self.events if n == "message"]
+            names = [n for n, _, _ in self.events]
+            start = names.index("connection_established") + 1
+            return [d for n, _, d in self.events[start:] if n == "message" and "id" in d]
 
     def wait_for(self, pred, timeout=10):
         deadline = time.monotonic() + timeout

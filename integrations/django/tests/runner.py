@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import threading
 
 from django.conf import settings
 from django.test.runner import DiscoverRunner
@@ -17,6 +18,17 @@ class RelayRunner(DiscoverRunner):
         os.environ["RELAY_PUBLISH_KEY"] = relayproc.RELAY.publish_key
 
     def teardown_test_environment(self, **kwargs):
+        # Every thread the package or the tests started has an owner that ends it.
+        import relay_django
+        from asgiref.sync import async_to_sync
+        from channels.layers import channel_layers
+
+        relay_django._reset()
+        for layer in list(channel_layers.backends.values()):
+            async_to_sync(layer.close)()
         relayproc.stop()
+        left = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+        if left:
+            raise RuntimeError("threads left running after the tests: %s" % left)
         shutil.rmtree(settings.BASE_TMP, ignore_errors=True)
         super().teardown_test_environment(**kwargs)
