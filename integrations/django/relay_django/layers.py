@@ -10,7 +10,9 @@ so ``group_add``/``group_discard`` accept and do nothing and ``send``,
 """
 
 import asyncio
+import concurrent.futures
 import logging
+import threading
 
 from channels.layers import BaseChannelLayer
 
@@ -58,6 +60,9 @@ class RelayChannelLayer(BaseChannelLayer):
             window=batch_window, max_events=batch_max, max_bytes=batch_max_bytes,
         )
         self._said_groups = False
+        # group_sends of one event loop tick, queued together at its end.
+        self._ticks = {}
+        self._ticks_lock = threading.Lock()
 
     def __repr__(self):
         return "<RelayChannelLayer %s>" % self.publisher.client.url
@@ -70,8 +75,21 @@ class RelayChannelLayer(BaseChannelLayer):
         if not isinstance(message, dict):
             raise TypeError("group_send message must be a dict, not %s" % type(message).__name__)
         fields = {k: v for k, v in message.items() if k != "type"}
-        fut = self.publisher.submit(group, message.get("type"), fields)
+        body = self.publisher.prepare(group, message.get("type"), fields)
+        fut = concurrent.futures.Future()
+        loop = asyncio.get_running_loop()
+        with self._ticks_lock:
+            tick = self._ticks.get(loop)
+            if tick is None:
+                tick = self._ticks[loop] = []
+                loop.call_soon(self._end_tick, loop)
+            tick.append((body, fut))
         return await asyncio.wrap_future(fut)
+
+    def _end_tick(self, loop):
+        with self._ticks_lock:
+            tick = self._ticks.pop(loop)
+        self.publisher.enqueue(tick)
 
     async def group_add(self, group, channel):
         self._say_groups()

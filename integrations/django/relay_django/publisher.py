@@ -45,6 +45,12 @@ class Publisher:
 
     def submit(self, channel, type, fields):
         """Queue one event; the future's result is the id relay gave it."""
+        fut = concurrent.futures.Future()
+        self.enqueue([(self.prepare(channel, type, fields), fut)])
+        return fut
+
+    def prepare(self, channel, type, fields):
+        """The event's JSON, with its idempotency key; raises on bad input."""
         check_channel(channel)
         if not isinstance(type, str) or not type:
             raise ValueError("relay events need a non-empty string 'type', not %r" % (type,))
@@ -56,15 +62,20 @@ class Publisher:
             event["idempotency_key"] = str(uuid.uuid4())  # one per event, reused by every retry
         elif not isinstance(key, str):
             raise ValueError("idempotency_key must be a string, not %r" % (key,))
-        body = encode(event)
-        fut = concurrent.futures.Future()
+        return encode(event)
+
+    def enqueue(self, items):
+        """Queue (body, future) pairs together: they go out in one request
+        when they fit in one."""
         with self._cond:
             if self._closed:
-                raise RuntimeError("relay_django: this publisher is closed")
+                err = RuntimeError("relay_django: this publisher is closed")
+                for _, fut in items:
+                    fut.set_exception(err)
+                return
             self._start_locked()
-            self._pending.append((body, fut))
+            self._pending.extend(items)
             self._cond.notify_all()
-        return fut
 
     def publish(self, channel, type, fields):
         return self.submit(channel, type, fields).result()
