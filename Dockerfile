@@ -4,7 +4,11 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /relay ./app
+# The version relay reports (relay version, the startup line, /healthz):
+#   fly deploy --build-arg VERSION=$(git describe --tags --always --dirty)
+# Unset, relay reports what the Go toolchain recorded ("devel" without .git).
+ARG VERSION=""
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /relay ./app
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /relay /relay

@@ -15,6 +15,23 @@ import (
 	"github.com/relaydev/relay/auth"
 )
 
+// serveInfo answers relay -h (the usage) and relay -version on stdout, and
+// reports whether it did; serve then has nothing to do. Other flag errors
+// are left to serve, which reports them.
+func serveInfo(args []string, stdout io.Writer) bool {
+	fs, _, showVersion := serveFlags(io.Discard)
+	switch err := fs.Parse(args); {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return true
+	case err == nil && *showVersion:
+		printVersion(stdout)
+		return true
+	}
+	return false
+}
+
 // tokenCmd prints a signed token: relay token --sub 1 --name alice --projects 1,2.
 func tokenCmd(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("relay token", flag.ContinueOnError)

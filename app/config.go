@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -50,8 +51,16 @@ type config struct {
 	// DevRemote lets clients beyond this machine mint demo tokens.
 	DevRemote bool
 
-	addrDefault bool   // RELAY_ADDR, PORT and -addr are all unset
-	platform    string // the variable that says a hosting platform runs relay
+	addrDefault bool    // RELAY_ADDR, PORT and -addr are all unset
+	platform    string  // the variable that says a hosting platform runs relay
+	given       []given // every setting as loadConfig settled it, in table order
+}
+
+// given is one setting as loadConfig settled it: the value, and where it came
+// from ("default", the variable's name, or the flag as "-name").
+type given struct {
+	setting       *setting
+	value, source string
 }
 
 // platformVars are variables that hosting platforms set: where one is set,
@@ -284,25 +293,54 @@ var settings = []setting{
 		}},
 }
 
-// loadConfig reads the environment, then the flags in args.
-func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
-	var c config
-	fs := flag.NewFlagSet("relay serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	flagged := make(map[string]string)
+// serveFlags is the flag set of relay serve: a flag per setting, whose
+// values it records in flagged, and -version (which run answers before
+// serving). Its usage, printed for -h and for a bad flag, is serveUsage.
+func serveFlags(out io.Writer) (fs *flag.FlagSet, flagged map[string]string, showVersion *bool) {
+	fs = flag.NewFlagSet("relay serve", flag.ContinueOnError)
+	fs.SetOutput(out)
+	flagged = make(map[string]string)
 	for _, s := range settings {
 		fs.Func(s.flag, s.usage+" (env "+s.env+", default "+strconv.Quote(s.def)+")", func(v string) error {
 			flagged[s.flag] = v
 			return nil
 		})
 	}
+	showVersion = fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() { serveUsage(fs) }
+	return fs, flagged, showVersion
+}
+
+// serveUsage is what relay -h prints: the commands, then serve's flags.
+func serveUsage(fs *flag.FlagSet) {
+	fmt.Fprint(fs.Output(), `relay relays events published by a backend to browsers over Server-Sent Events
+and WebSocket, with exact replay by Last-Event-ID (README.md has the details).
+
+Usage:
+  relay [serve] [flags]   serve (the default command)
+  relay version           print the version (also: relay -version)
+  relay token [flags]     print a signed token (relay token -h)
+  relay publish [flags]   publish one event to a running relay (relay publish -h)
+  relay bench [flags]     measure relay (relay bench -h)
+
+Every setting of serve is an environment variable; the flag of the same
+meaning overrides it. Flags of serve:
+`)
+	fs.PrintDefaults()
+}
+
+// loadConfig reads the environment, then the flags in args.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs, flagged, _ := serveFlags(stderr)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q: relay takes flags only (relay -h lists them)", fs.Arg(0))
 	}
-	for _, s := range settings {
+	for i := range settings {
+		s := &settings[i]
 		v, src := s.def, "default"
 		if e := getenv(s.env); e != "" {
 			v, src = e, s.env
@@ -318,6 +356,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		if err := s.set(&c, v); err != nil {
 			return c, fmt.Errorf("%s=%q: %v", src, v, err)
 		}
+		c.given = append(c.given, given{setting: s, value: v, source: src})
 	}
 	for _, v := range platformVars {
 		if getenv(v) != "" {
@@ -359,3 +398,79 @@ func splitList(v string) []string {
 	}
 	return out
 }
+
+// redactors say how the startup line shows the settings that hold secrets
+// or key material; every other setting is shown as given. A setting whose
+// variable names a secret, a key or a URL must have one
+// (TestEverySecretSettingIsRedacted).
+var redactors = map[string]func(v string) any{
+	"RELAY_JWT_SECRET":          redactSecret,
+	"RELAY_JWT_SECRET_PREVIOUS": redactSecret,
+	"RELAY_JWT_PUBLIC_KEY":      func(v string) any { return redactInline(v, "-----BEGIN", "PEM") },
+	"RELAY_JWT_JWKS":            func(v string) any { return redactInline(v, "{", "JWKS JSON") },
+	"RELAY_PUBLISH_KEYS":        publishKeyNames,
+	"REDIS_URL":                 redactURL,
+}
+
+// redacted stands for a secret in what relay logs.
+const redacted = "[redacted]"
+
+// redactSecret says whether a secret is set, and nothing of it.
+func redactSecret(v string) any {
+	if v == "" {
+		return ""
+	}
+	return redacted
+}
+
+// redactInline shows a key setting that names a file as the file's path,
+// and one that holds the keys themselves (as inlineOrFile reads it) as
+// what it is, without them.
+func redactInline(v, prefix, what string) any {
+	if v == "" {
+		return ""
+	}
+	if strings.HasPrefix(strings.TrimSpace(v), prefix) {
+		return "[inline " + what + ", redacted]"
+	}
+	return v
+}
+
+// publishKeyNames shows RELAY_PUBLISH_KEYS as the names of its keys.
+func publishKeyNames(v string) any {
+	keys, err := auth.ParsePublishKeys(v)
+	if err != nil {
+		return redacted
+	}
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = k.Name
+	}
+	return names
+}
+
+// redactURL shows a Redis URL with its passwords as xxxxx (net/url's
+// convention): the one in the user information and any query parameter
+// go-redis reads one from (password, sentinel_password). A URL that does not
+// parse is not shown at all.
+func redactURL(v string) any {
+	if v == "" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return redacted
+	}
+	if q := u.Query(); len(q) > 0 {
+		for k := range q {
+			if strings.Contains(strings.ToLower(k), "pass") {
+				q.Set(k, "xxxxx")
+			}
+		}
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
+
+// settingKey is a setting's name in logs: its flag in snake_case.
+func settingKey(s *setting) string { return strings.ReplaceAll(s.flag, "-", "_") }

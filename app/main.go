@@ -2,6 +2,7 @@
 // Server-Sent Events and WebSocket, with exact replay by Last-Event-ID.
 //
 //	relay [serve] [flags]   serve (the default); relay -h lists the settings
+//	relay version           print the version (also relay -version)
 //	relay token  [flags]    print a signed dev token
 //	relay publish [flags]   publish one event to a running relay
 //	relay bench  [flags]    measure relay, both stores (see README)
@@ -9,6 +10,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,15 +34,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(rest) > 0 && len(rest[0]) > 0 && rest[0][0] != '-' {
 		cmd, rest = rest[0], rest[1:]
 	}
+	var err error
 	switch cmd {
 	case "serve":
-		return serve(ctx, rest, getenv, stdout, stderr)
+		if answered := serveInfo(rest, stdout); answered {
+			return nil
+		}
+		err = serve(ctx, rest, getenv, stdout, stderr)
+	case "version":
+		if len(rest) > 0 {
+			return fmt.Errorf("version takes no arguments, got %q", rest[0])
+		}
+		printVersion(stdout)
+	case "help":
+		serveInfo([]string{"-h"}, stdout)
 	case "token":
-		return tokenCmd(rest, getenv, stdout, stderr)
+		err = tokenCmd(rest, getenv, stdout, stderr)
 	case "publish":
-		return publishCmd(ctx, rest, getenv, stdout, stderr)
+		err = publishCmd(ctx, rest, getenv, stdout, stderr)
 	case "bench":
-		return benchCmd(ctx, rest, getenv, stdout, stderr)
+		err = benchCmd(ctx, rest, getenv, stdout, stderr)
+	default:
+		return fmt.Errorf("unknown command %q: use serve, version, token, publish or bench (relay -h says more)", cmd)
 	}
-	return fmt.Errorf("unknown command %q: use serve, token, publish or bench", cmd)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -h was asked for, and the usage printed
+	}
+	return err
 }

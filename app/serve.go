@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -39,7 +38,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	devSecret := dev && cfg.JWTSecret == ""
 	if devSecret {
 		cfg.JWTSecret = randomSecret()
-		logger.Warn("dev mode: RELAY_JWT_SECRET is not set, so tokens are verified with a random secret for this run only (never printed); set it to your backend's signing key before deploying")
 	}
 	verifier, err := newVerifier(&cfg, logger)
 	if err != nil {
@@ -72,12 +70,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		StoreTimeout:   cfg.StoreTimeout,
 		Limits:         limits,
 	}, logger)
-	if slices.Contains(cfg.AllowedOrigins, "*") {
-		logger.Warn("RELAY_ALLOWED_ORIGINS=*: pages of every site may connect with a token they hold (?token=, Authorization); the relay_token cookie and credentialed CORS are honoured only for the same origin and origins listed by name")
-	}
-	if getenv("FLY_APP_NAME") != "" && limits.TrustProxyHeader == "" {
-		logger.Warn("on Fly every client comes through Fly's proxy, so per-address limits count all clients as one: set RELAY_TRUST_PROXY_HEADER=Fly-Client-IP")
-	}
 	registerWeb(srv.Echo(), dev, cfg.DevRemote, []byte(cfg.JWTSecret), logger)
 	srv.SetPresence(tracker)
 
@@ -100,6 +92,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if devSecret {
 		printDevHint(stdout, url, []byte(cfg.JWTSecret))
 	}
+	startupLog(logger, cfg, startInfo{URL: url, Dev: dev, DevSecret: devSecret})
 	fmt.Fprintf(stdout, "relay listening on %s (store: %s)\n", url, storeName(cfg))
 
 	select {
@@ -107,7 +100,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down: telling clients to reconnect", "timeout", cfg.ShutdownTimeout)
+	logger.Info("relay.shutdown", "timeout_ms", cfg.ShutdownTimeout.Milliseconds())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	errs := []error{srv.Shutdown(sctx)} // the streams have ended, or the deadline passed
@@ -119,7 +112,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	gctx, gcancel := context.WithTimeout(sctx, requestGrace)
 	defer gcancel()
 	if err := httpSrv.Shutdown(gctx); err != nil {
-		logger.Info("closing connections still open after the grace period", "grace", requestGrace)
+		logger.Info("relay.shutdown_close", "grace_ms", requestGrace.Milliseconds())
 		if err := httpSrv.Close(); err != nil {
 			errs = append(errs, err)
 		}
@@ -145,7 +138,7 @@ func newVerifier(cfg *config, logger *slog.Logger) (*auth.Verifier, error) {
 	for i, k := range keys.Publish {
 		names[i] = k.Name
 	}
-	logger.Info("verifying tokens", "algorithms", v.Algorithms(), "hs256_secrets", len(keys.Secrets),
+	logger.Info("relay.auth", "algorithms", v.Algorithms(), "hs256_secrets", len(keys.Secrets),
 		"public_keys", len(keys.Public), "publish_keys", names)
 	return v, nil
 }

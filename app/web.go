@@ -29,12 +29,12 @@ func registerWeb(e *echo.Echo, dev, remote bool, secret []byte, logger *slog.Log
 		if remote {
 			who = "any client (RELAY_DEV_REMOTE=true)"
 		}
-		logger.Warn("dev mode: POST /api/dev/token mints tokens for the demo users (alice, bob, carol) for " + who + "; never enable RELAY_DEV where relay verifies real tokens")
+		logger.Warn("relay.config_warning", "setting", "RELAY_DEV", "hint", "dev mode: POST /api/dev/token mints tokens for the demo users (alice, bob, carol) for "+who+"; never enable RELAY_DEV where relay verifies real tokens")
 		opt.MintDemoToken = func(name string) (string, error) {
 			u, _ := web.LookupDemoUser(name)
 			tok, err := auth.Mint(secret, auth.Identity{UserID: u.ID, Name: u.Name, Projects: u.Projects, Publish: demoPublish}, demoTokenTTL)
 			if err != nil {
-				logger.Error("mint demo token", "user", name, "err", err)
+				logger.Error("relay.dev_token_error", "user", name, "err", err)
 			}
 			return tok, err
 		}
