@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,7 @@ func TestBrowserWebSocketFallback(t *testing.T) {
 	}
 	b := browser(t)
 	r := start(t, devEnv(nil))
+	var all []string // the demo replays the tickets' history on sign-in: earlier cases' events come first
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, _ := tab(t, b)
@@ -61,9 +63,9 @@ func TestBrowserWebSocketFallback(t *testing.T) {
 			if got := eval[int](t, ctx, `demo.relay.stats.connects`); got != c.connects {
 				t.Errorf("got %d connection attempts, want %d", got, c.connects)
 			}
-			ids := publishAll(t, r.url, ticketEvents(0, 4)...)
-			waitFor(t, ctx, "4 events", `demo.received.length >= 4`, 5*time.Second)
-			sameIDs(t, "over WebSocket", receivedIDs(t, ctx), ids)
+			all = append(all, publishAll(t, r.url, ticketEvents(0, 4)...)...)
+			waitFor(t, ctx, "4 events", `demo.received.length >= `+strconv.Itoa(len(all)), 5*time.Second)
+			sameIDs(t, "over WebSocket", receivedIDs(t, ctx), all)
 			if rtt := eval[int](t, ctx, `demo.relay.ping()`); rtt < 0 || rtt > 5000 {
 				t.Errorf("ping over WebSocket: got %d ms", rtt)
 			}
@@ -143,6 +145,7 @@ func TestBrowserResetAfterMemoryRestart(t *testing.T) {
 func TestBrowserTokenRefresh(t *testing.T) {
 	b := browser(t)
 	r := start(t, devEnv(nil))
+	var all []string // the demo replays the tickets' history on sign-in: the first run's events come first
 	for _, transport := range []string{"sse", "websocket"} {
 		t.Run(transport, func(t *testing.T) {
 			ctx, _ := tab(t, b)
@@ -156,11 +159,12 @@ func TestBrowserTokenRefresh(t *testing.T) {
 			waitFor(t, ctx, "the demo script", `window.demo`, 5*time.Second)
 			eval[bool](t, ctx, `demo.signIn("alice", {token: "`+short+`"}).then(() => true)`)
 			waitFor(t, ctx, "the connection", `demo.relay.state.status === "open"`, 5*time.Second)
-			want := publishAll(t, r.url, ticketEvents(0, 2)...)
+			want := append(all, publishAll(t, r.url, ticketEvents(0, 2)...)...)
 			waitFor(t, ctx, "the token to expire and be refreshed", `demo.tokenFetches >= 1 && demo.relay.stats.tokenRefreshes >= 1`, 6*time.Second)
 			want = append(want, publishAll(t, r.url, ticketEvents(2, 2)...)...)
-			waitFor(t, ctx, "the connection to resume", `demo.relay.state.status === "open" && demo.received.length >= 4`, 5*time.Second)
+			waitFor(t, ctx, "the connection to resume", `demo.relay.state.status === "open" && demo.received.length >= `+strconv.Itoa(len(want)), 5*time.Second)
 			sameIDs(t, "across the token refresh", receivedIDs(t, ctx), want)
+			all = want
 			if got := eval[string](t, ctx, `demo.relay.state.transport`); got != transport {
 				t.Errorf("transport changed to %s", got)
 			}

@@ -210,3 +210,49 @@ test("createRelayHooks refuses what is not React 18", () => {
   assert.throws(() => createRelayHooks(undefined), /pass the React module/);
   assert.throws(() => createRelayHooks({ createContext() {} }), /React 18/);
 });
+
+// The README's page: a provider with getToken (the user id is known only once
+// the token is in), a notification bell and a ticket list with presence, in
+// either order, with whatever arguments useNotifications gets. One
+// connection, carrying every channel, from the first attempt.
+test("useNotifications shares the page's one connection whatever its arguments", async () => {
+  const token = "h." + Buffer.from('{"user_id":1}').toString("base64url") + ".s";
+  const cases = [
+    { name: "README: getToken, onNotification", opts: { getToken: async () => token }, args: () => ({ onNotification: () => {} }) },
+    { name: "no arguments", opts: { getToken: async () => token }, args: () => undefined },
+    { name: "a limit, bell after the list", opts: { getToken: async () => token }, args: () => ({ limit: 5 }), bellLast: true },
+    { name: "userId given", opts: { getToken: async () => token }, args: () => ({ userId: 1 }) },
+    { name: "userId as text, token given", opts: { token }, args: () => ({ userId: "1" }) },
+    { name: "token given, no arguments", opts: { token }, args: () => undefined, bellLast: true },
+    { name: "slow getToken", opts: { getToken: () => new Promise((r) => setTimeout(() => r(token), 20)) }, args: () => ({}) },
+  ];
+  for (const tc of cases) {
+    const { React, render } = miniReact();
+    const hooks = createRelayHooks(React);
+    const sockets = [];
+    class WS {
+      constructor(url) {
+        this.url = url;
+        sockets.push(this);
+      }
+      send() {}
+      close() {}
+    }
+    const fetch = async () => ({ status: 200, ok: true, text: async () => JSON.stringify({ notifications: [], unread_count: 0, more: false }) });
+    const relay = new Relay({ url: "http://relay.test", transport: "websocket", pingInterval: 0, ...tc.opts, env: { WebSocket: WS, EventSource: undefined, BroadcastChannel: undefined, locks: undefined, fetch } });
+    hooks.RelayContext.current = relay;
+    const page = () => {
+      const bell = () => hooks.useNotifications(tc.args());
+      const list = () => [hooks.useRelay(["project_1_tickets"]), hooks.usePresence(1)];
+      return tc.bellLast ? [list(), bell()] : [bell(), list()];
+    };
+    const c = render(page);
+    for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 10));
+    c.flush();
+    assert.equal(sockets.length, 1, tc.name + ": connections opened");
+    const chans = new URL(sockets[0].url.replace(/^ws/, "http")).searchParams.getAll("channel").sort();
+    assert.deepEqual(chans, ["project_1_presence", "project_1_tickets", "user_1_notifications"], tc.name + ": channels of the one connection");
+    c.unmount();
+    relay.close();
+  }
+});

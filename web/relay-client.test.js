@@ -348,3 +348,61 @@ test("the initial cursor option replays from where the app says", async () => {
   await client(env, { cursor: "0" });
   assert.equal(query(env.es[0].url).get("last_event_id"), "a=0,b=0");
 });
+
+test("state then stream: subscribe({cursor}) on a new channel starts the connection there", async () => {
+  const env = fakeEnv();
+  const relay = new Relay({ url: "http://relay.test", token: "t0", env: env.api, pingInterval: 0 });
+  const got = [];
+  relay.subscribe("tickets", (m) => got.push(m.id), { cursor: "e-4" });
+  await settle();
+  assert.equal(env.es.length, 1);
+  assert.equal(query(env.es[0].url).get("last_event_id"), "e-4", "resumes after the state's cursor");
+  env.es[0].open();
+  env.es[0].message(ev("tickets", "e-5"), "e-5");
+  assert.deepEqual(got, ["e-5"]);
+  relay.close();
+});
+
+test("state then stream: a later subscriber with an older cursor gets the replay; the others see nothing twice", async () => {
+  const env = fakeEnv();
+  const { relay, got } = await client(env, { channels: ["a", "b"] });
+  env.es[0].open();
+  env.es[0].message(ev("a", "x-1"), "a=x-1,b=y-7");
+  env.es[0].message(ev("a", "x-2"), "a=x-2,b=y-7");
+  const late = [];
+  relay.subscribe(["a"], (m) => late.push(m.id), { cursor: "x-0" });
+  await settle();
+  assert.equal(env.es.length, 2, "the connection reopens from the older position");
+  assert.ok(env.es[0].closed);
+  assert.equal(query(env.es[1].url).get("last_event_id"), "a=x-0,b=y-7", "the other channel resumes where it was");
+  env.es[1].open();
+  for (const id of ["x-1", "x-2", "x-3"]) env.es[1].message(ev("a", id), "a=" + id + ",b=y-7");
+  assert.deepEqual(late, ["x-1", "x-2", "x-3"], "the late subscriber gets every event after its cursor");
+  assert.deepEqual(got.map((m) => m.id), ["x-1", "x-2", "x-3"], "the first subscriber gets each event once");
+
+  // A cursor at or after the connection's position needs no reconnect: the
+  // subscriber skips what its state already holds.
+  const later = [];
+  relay.subscribe(["a"], (m) => later.push(m.id), { cursor: "x-4" });
+  await settle();
+  assert.equal(env.es.length, 2, "no reconnect for a cursor ahead of the connection");
+  env.es[1].message(ev("a", "x-4"), "a=x-4,b=y-7");
+  env.es[1].message(ev("a", "x-5"), "a=x-5,b=y-7");
+  assert.deepEqual(later, ["x-5"]);
+  relay.close();
+});
+
+test("state then stream: a cursor relay cannot answer calls that subscriber's onReset", async () => {
+  const env = fakeEnv();
+  const relay = new Relay({ url: "http://relay.test", token: "t0", env: env.api, pingInterval: 0 });
+  const resets = [];
+  const got = [];
+  relay.subscribe(["tickets"], (m) => got.push(m.id), { cursor: "old-9", onReset: (r) => resets.push(r) });
+  await settle();
+  env.es[0].open();
+  env.es[0].named("reset", { type: "reset", channel: "tickets", id: "new-3", message: "history gone" }, "new-3");
+  assert.deepEqual(resets.map((r) => [r.channel, r.id]), [["tickets", "new-3"]]);
+  env.es[0].message(ev("tickets", "new-4"), "new-4");
+  assert.deepEqual(got, ["new-4"]);
+  relay.close();
+});

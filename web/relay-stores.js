@@ -99,18 +99,25 @@ export class NotificationsStore {
     return this;
   }
 
+  // _begin subscribes at once, so the page's first connection carries the
+  // user's channel even when only getToken can tell the user id.
   async _begin(run) {
-    let userId = this._userId;
-    if (userId == null || userId === "") {
-      await this._relay.token().catch(() => {});
-      userId = this._relay.userId;
+    const known = this._userId != null && this._userId !== "" ? String(this._userId) : this._relay.userId;
+    const handler = (msg) => this._live(msg);
+    if (known) {
+      this.channel = notificationsChannel(known);
+      this._offs.push(this._relay.subscribe([this.channel], handler));
+    } else {
+      this._offs.push(this._relay._subscribeUser((id) => (this.channel = notificationsChannel(id)), handler));
     }
+    this._offs.push(this._relay.on("reset", (r) => r.channel === this.channel && this.refetch()));
+    if (!known) await this._relay.token().catch(() => {});
     this._starting = false;
     if (run !== this._run) return;
-    if (!userId) return this._apply({ type: "error", error: "no user id: pass userId, or a token with a sub claim" });
-    this.channel = notificationsChannel(userId);
-    this._offs.push(this._relay.subscribe([this.channel], (msg) => this._live(msg)));
-    this._offs.push(this._relay.on("reset", (r) => r.channel === this.channel && this.refetch()));
+    if (!this._relay.userId && !known) {
+      this.close();
+      return this._apply({ type: "error", error: "no user id: pass userId, or a token with a sub claim" });
+    }
     this.refetch();
   }
 

@@ -97,6 +97,18 @@ export interface RelayOptions {
   }>;
 }
 
+export interface SubscribeOptions {
+  /**
+   * State then stream: where this subscriber's state was taken, e.g. the cursor your backend read
+   * (GET /api/channels/{channel}/cursor) before it read the state it sent the page: a channel's
+   * envelope id, "A=id,B=id" for several channels, or "0" for everything relay still holds. The
+   * handler gets every event after it, once, even when the connection already carries the channel.
+   */
+  cursor?: string;
+  /** relay cannot answer the cursor (or lost the history after this subscriber's position): reload the state. */
+  onReset?: (reset: RelayReset) => void;
+}
+
 export class RelayError extends Error {
   /** relay's error code (or http_<status>). */
   code: string;
@@ -123,7 +135,7 @@ export class Relay {
   /** The position (envelope id) of one channel, or "". */
   position(channel: string): string;
   /** Add channels to the connection; handler gets their events. Returns the unsubscribe function. */
-  subscribe(channels: string | string[], handler: (event: RelayEvent) => void): () => void;
+  subscribe(channels: string | string[], handler: (event: RelayEvent) => void, options?: SubscribeOptions): () => void;
   on<K extends keyof RelayEvents>(type: K, listener: (value: RelayEvents[K]) => void): () => void;
   /** Connect again now (e.g. from a "retry now" button). */
   reconnect(): void;

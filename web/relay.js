@@ -64,6 +64,7 @@ export class Relay {
     this._listeners = new Map();
     this._positions = Object.create(null);
     this._initialCursor = options.cursor || "";
+    this._rewind = false; // a subscriber's cursor is before the connection's position: reconnect from it
     this._extraChannels = []; // the followers' channels, when this tab leads
     this._state = { ...CLOSED, status: "idle" };
     this._conn = null;
@@ -97,7 +98,7 @@ export class Relay {
   /** Every channel the connection carries (this tab's, plus other tabs' when it leads). */
   get channels() {
     const out = [];
-    for (const s of this._subs) for (const ch of s.channels) if (!out.includes(ch)) out.push(ch);
+    for (const s of this._subs) for (const ch of subChannels(s, this.userId)) if (!out.includes(ch)) out.push(ch);
     for (const ch of this._extraChannels) if (!out.includes(ch)) out.push(ch);
     return out;
   }
@@ -112,14 +113,71 @@ export class Relay {
    * event on them (published events, with their id, and ephemeral ones).
    * It returns the function that unsubscribes. Changing the channel set
    * reconnects once, resuming the other channels from their cursor.
+   *
+   * options.cursor is where this subscriber's state was taken (state then
+   * stream: a channel's envelope id, "A=id,B=id" for several, or "0" for
+   * everything relay holds): the handler gets every event after it, once,
+   * even when the connection already carries the channel (relay.js then
+   * reconnects from the older position; other subscribers see nothing twice).
+   * options.onReset(reset) is called when relay cannot answer that cursor
+   * (or later loses the history after the handler's position): reload the
+   * state, then carry on from reset.id.
    */
-  subscribe(channels, handler) {
-    const sub = { channels: [].concat(channels).map(String), handler };
-    this._subs.add(sub);
+  subscribe(channels, handler, options = {}) {
+    const list = [].concat(channels).map(String);
+    const sub = this._addSub({ channels: list, handler, onReset: options.onReset });
+    if (options.cursor) this._startAt(sub, parseCursor(String(options.cursor), list));
     this._queueSync();
     return () => {
       if (this._subs.delete(sub)) this._queueSync();
     };
+  }
+
+  // _subscribeUser subscribes to channels named after the user (their
+  // notifications) before the user id is known: when only getToken can tell
+  // it, the first connection waits for the token anyway, and carries them.
+  _subscribeUser(channelsOf, handler) {
+    const sub = this._addSub({ channels: [], channelsOf, handler });
+    this._queueSync();
+    return () => {
+      if (this._subs.delete(sub)) this._queueSync();
+    };
+  }
+
+  // _addSub registers a subscriber. after holds, per channel, the last id it
+  // was given: it starts at the connection's position, so an event replayed
+  // for a newer subscriber never reaches an older one twice.
+  _addSub(sub) {
+    sub.after = Object.create(null);
+    for (const ch of sub.channels) if (this._positions[ch]) sub.after[ch] = this._positions[ch];
+    this._subs.add(sub);
+    return sub;
+  }
+
+  // _startAt starts a subscriber at its own cursor. A channel the connection
+  // does not carry yet starts there; one it carries from a later position
+  // (or from an unknown one) is rewound, and the connection reopens.
+  _startAt(sub, positions) {
+    const carried = this._conn || this._timer ? this._connChannels : [];
+    const follower = this._share && this._share.role === "follower";
+    for (const [ch, id] of Object.entries(positions)) {
+      const current = this._positions[ch] || "";
+      sub.after[ch] = id;
+      if (!carried.includes(ch) && !follower) {
+        this._positions[ch] = id;
+      } else if (current !== id && !isDuplicate(id, current)) {
+        if (follower) {
+          // The leader tab's connection is past this cursor and cannot be
+          // rewound from here: say so rather than leave a gap.
+          sub.after[ch] = current;
+          const r = { channel: ch, id: current, message: "this tab shares a connection that is past the cursor " + id + ": reload the state" };
+          queueMicrotask(() => sub.onReset && this._subs.has(sub) && call(sub.onReset, r));
+          continue;
+        }
+        this._positions[ch] = id;
+        this._rewind = true;
+      }
+    }
   }
 
   /** on listens to "message", "reset", "state" or "error"; it returns the function that stops listening. */
@@ -253,7 +311,10 @@ export class Relay {
           if (reason !== "initial") this.stats.tokenRefreshes++;
           this._token = tok || "";
           this._staleReason = "";
-          if (!this.userId) this.userId = tokenSubject(this._token);
+          if (!this.userId) {
+            this.userId = tokenSubject(this._token);
+            if (this.userId && this._lazyPending(true)) this._queueSync();
+          }
         })
         .finally(() => {
           this._refreshing = null;
@@ -282,15 +343,24 @@ export class Relay {
       return;
     }
     const chans = this.channels;
-    if (chans.length === 0) {
+    if (chans.length === 0 && !this._lazyPending()) {
       this._clearTimer();
       this._drop();
       this._setState({ ...CLOSED, status: "idle", role: this._state.role });
       return;
     }
-    if (sameList(chans, this._connChannels) && (this._conn || this._timer)) return;
+    if (sameList(chans, this._connChannels) && (this._conn || this._timer) && !this._rewind) return;
     this._clearTimer();
     this._open();
+  }
+
+  // _lazyPending reports subscribers waiting for the user id (from the
+  // token); with resolved, those whose user id is now known.
+  _lazyPending(resolved = false) {
+    const waiting = resolved ? !!this.userId : !this.userId && !this._token && !!this._getToken;
+    if (!waiting) return false;
+    for (const s of this._subs) if (s.channelsOf && !s.channels.length) return true;
+    return false;
   }
 
   _wakeUp() {
@@ -300,9 +370,9 @@ export class Relay {
   async _open() {
     this._drop();
     const gen = ++this._gen;
-    const chans = this.channels;
-    this._connChannels = chans;
-    if (chans.length === 0 || this._closed) return;
+    this._rewind = false;
+    this._connChannels = this.channels;
+    if ((this._connChannels.length === 0 && !this._lazyPending()) || this._closed) return;
     const kind = chooseTransport({
       preference: this._preference,
       hasEventSource: typeof this._env.EventSource === "function",
@@ -320,6 +390,9 @@ export class Relay {
       return;
     }
     if (gen !== this._gen || this._closed) return;
+    // The token may have told the user id: channels named after it join now.
+    const chans = (this._connChannels = this.channels);
+    if (chans.length === 0) return this._setState({ ...CLOSED, status: "idle", role: this._state.role });
     if (this._initialCursor) {
       Object.assign(this._positions, parseCursor(this._initialCursor, chans));
       this._initialCursor = "";
@@ -367,7 +440,12 @@ export class Relay {
     this.stats.received++;
     if (this._share && this._share.role === "leader") this._share.relay({ t: "msg", msg, cursor, channels: chans });
     for (const s of this._subs) {
-      if (s.channels.includes(msg.channel)) call(s.handler, msg);
+      if (!s.channels.includes(msg.channel)) continue;
+      if (msg.id && kindOf(msg) === "event") {
+        if (isDuplicate(s.after[msg.channel], msg.id)) continue; // replayed for a newer subscriber
+        s.after[msg.channel] = msg.id;
+      }
+      call(s.handler, msg);
     }
     this._emit("message", msg);
   }
@@ -376,6 +454,11 @@ export class Relay {
     if (r.channel && r.id) this._positions[r.channel] = r.id;
     if (cursor) Object.assign(this._positions, parseCursor(cursor, chans));
     if (this._share && this._share.role === "leader") this._share.relay({ t: "reset", reset: r, cursor, channels: chans });
+    for (const s of this._subs) {
+      if (!s.channels.includes(r.channel)) continue;
+      if (r.id) s.after[r.channel] = r.id;
+      if (s.onReset) call(s.onReset, r);
+    }
     this._emit("reset", r);
   }
 
@@ -503,6 +586,13 @@ function call(fn, v) {
       throw err;
     });
   }
+}
+
+// subChannels is a subscriber's channels; one named after the user gets them
+// once the user id is known.
+function subChannels(s, userId) {
+  if (s.channelsOf && !s.channels.length && userId) s.channels = [].concat(s.channelsOf(userId)).map(String);
+  return s.channels;
 }
 
 function sameList(a, b) {

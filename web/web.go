@@ -65,6 +65,13 @@ func LookupDemoUser(name string) (DemoUser, bool) {
 	return DemoUser{}, false
 }
 
+// Version is relay's version, and the version of the npm package of its
+// browser client (web/package.json and the repository's root package.json,
+// which lets npm install the client from a git URL). package_test.go keeps
+// the three equal: bump them together when tagging a release (vX.Y.Z), so a
+// page that pins the client by tag or version gets the client of that relay.
+const Version = "0.10.0"
+
 // CacheControl is sent with every file. The URLs are stable (not versioned
 // by content), so a browser must revalidate before each use: with the ETag
 // that costs a 304 without a body, and a page never runs a client older than

@@ -13,15 +13,23 @@ const STATUSES = ["open", "in progress", "review", "done"];
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
 
-const tickets = new Map(
-  [
+// The tickets as the page's first request would find them. A real app loads
+// its state from its backend, with the cursor the backend read just before
+// (GET /api/channels/{channel}/cursor), and subscribes from that cursor. This
+// demo has no backend: its state is these seeds plus every ticket event relay
+// still holds, replayed from cursor "0", so a late joiner sees what the
+// others see.
+const seedTickets = () =>
+  new Map(
+    [
     [101, "Login page is blank on Safari 17", "in progress"],
     [102, "Export to CSV drops the last row", "open"],
     [103, "Dark mode for the dashboard", "review"],
     [104, "Slow search on projects with 10k tickets", "open"],
     [105, "Invite emails land in spam", "done"],
-  ].map(([id, title, status]) => [id, { id, title, status, comments: [] }]),
-);
+    ].map(([id, title, status]) => [id, { id, title, status, comments: [] }]),
+  );
+let tickets = seedTickets();
 
 /** window.demo is the page's state, for the curious and for relay's browser tests. */
 const demo = (window.demo = { relay: null, user: null, received: [], resets: [], tokenFetches: 0, signIn, signOut, publish });
@@ -57,11 +65,17 @@ async function signIn(name, { token } = {}) {
     share: params.get("share") === "0" ? false : "demo:" + name,
     backoff: { initial, max },
   });
-  Object.assign(demo, { relay, user, received: [], resets: [] });
+  Object.assign(demo, { relay, user, received: [], resets: [], replayed: 0 });
+  tickets = seedTickets();
+  const signedInAt = new Date().toISOString();
   sessionStorage.setItem("relay-demo-user", name);
 
   offs = [
-    relay.subscribe([ticketsChannel(PROJECT)], onTicketEvent),
+    // State then stream: everything relay holds for the channel, then live.
+    relay.subscribe([ticketsChannel(PROJECT)], (ev) => onTicketEvent(ev, ev.ts < signedInAt), {
+      cursor: "0",
+      onReset: (r) => log("warn", `relay no longer holds all of ${r.channel}'s history: tickets may be stale (a real app reloads them from its backend)`),
+    }),
     relay.on("state", renderConn),
     relay.on("reset", (r) => {
       demo.resets.push(r);
@@ -155,22 +169,51 @@ const actions = {
 
 // ---- live events ----
 
-function onTicketEvent(ev) {
+// onTicketEvent applies a ticket event to the page's state; replayed ones
+// (from before sign-in: the state) are applied quietly.
+function onTicketEvent(ev, replayed = false) {
   if (ev.id) demo.received.push({ id: ev.id, type: ev.type, data: ev.data });
   const d = ev.data || {};
-  if (ev.type === "ticket_update" && d.ticket_id) {
-    const t = tickets.get(d.ticket_id) || { id: d.ticket_id, comments: [] };
-    tickets.set(d.ticket_id, { ...t, title: d.title || t.title, status: d.status || t.status, fresh: Date.now() });
+  if (replayed) {
+    if (demo.replayed++ === 0) log("conn", "loading the tickets' state from relay's history");
+    applyTicketEvent(ev, d, false);
+    return scheduleRender();
+  }
+  if (applyTicketEvent(ev, d, true) === "update") {
     log("event", `#${d.ticket_id} ${ev.action || "updated"} by ${d.updated_by || "someone"}: ${d.status}`);
   } else if (ev.type === "comment_added" && d.ticket_id) {
-    const t = tickets.get(d.ticket_id);
-    if (t) t.comments.push({ author: d.author, text: d.text, ts: ev.ts });
     log("event", `${d.author} commented on #${d.ticket_id}`);
   } else {
     log("event", `${ev.type} ${ev.id || ""}`);
   }
   renderTickets();
   renderDetail();
+}
+
+function applyTicketEvent(ev, d, fresh) {
+  if (ev.type === "ticket_update" && d.ticket_id) {
+    const t = tickets.get(d.ticket_id) || { id: d.ticket_id, comments: [] };
+    tickets.set(d.ticket_id, { ...t, title: d.title || t.title, status: d.status || t.status, fresh: fresh ? Date.now() : 0 });
+    return "update";
+  }
+  if (ev.type === "comment_added" && d.ticket_id) {
+    const t = tickets.get(d.ticket_id);
+    if (t) t.comments.push({ author: d.author, text: d.text, ts: ev.ts });
+    return "comment";
+  }
+  return "";
+}
+
+// scheduleRender renders once after a burst of replayed events.
+let renderQueued = false;
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    renderTickets();
+    renderDetail();
+  });
 }
 
 // ---- rendering ----
