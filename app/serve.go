@@ -11,18 +11,22 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/labstack/echo/v4"
+
+	"github.com/relaydev/relay/app/bootstrap"
 	"github.com/relaydev/relay/auth"
 	"github.com/relaydev/relay/events"
-	"github.com/relaydev/relay/store"
 	"github.com/relaydev/relay/transport"
 )
 
-// serve wires the store, hub, verifier and transports, listens, and serves
-// until ctx ends; then it drains streams and tears down in reverse order.
+// serve builds the process (bootstrap: store, hub, tracker, server) with its
+// verifier, listens, and serves until ctx ends; then it drains streams and
+// tears down in reverse order.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig(args, getenv, stderr)
 	if err != nil {
@@ -46,40 +50,41 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 
-	be, err := openBackend(ctx, cfg, logger)
+	limits := cfg.Limits
+	limits.TypingRepeat = cfg.TypingTimeout / 3 // an unchanged typing state still refreshes in time
+	proc, err := bootstrap.Build(ctx, bootstrap.Config{
+		RedisURL:    cfg.RedisURL,
+		RedisPrefix: cfg.RedisPrefix,
+		Retention:   events.Retention{MaxEvents: cfg.HistoryEvents, MaxAge: cfg.HistoryAge},
+		Notes:       events.NotificationRetention{MaxItems: cfg.NotesMax, MaxAge: cfg.NotesAge},
+		Presence:    events.PresenceConfig{Grace: cfg.PresenceGrace, TypingTimeout: cfg.TypingTimeout, HoldTTL: cfg.PresenceTTL},
+		Transport: transport.Config{
+			Heartbeat:      cfg.Heartbeat,
+			MaxPayload:     cfg.MaxPayload,
+			AllowedOrigins: cfg.AllowedOrigins,
+			StoreTimeout:   cfg.StoreTimeout,
+			Limits:         limits,
+			Version:        buildVersion(),
+		},
+		Auth:   verifier,
+		Routes: func(e *echo.Echo) { registerWeb(e, dev, cfg.DevRemote, []byte(cfg.JWTSecret), logger) },
+		Logger: logger,
+	})
 	if err != nil {
 		return err
 	}
-	defer be.close()
-	hub := events.NewHub(be.log, logger)
-	hub.KeepNotifications(be.notes)
-	if err := hub.Start(ctx); err != nil {
-		return err
-	}
-	defer hub.Close()
-	tracker := events.NewTracker(hub, be.presence, events.PresenceConfig{
-		Grace: cfg.PresenceGrace, TypingTimeout: cfg.TypingTimeout, HoldTTL: cfg.PresenceTTL,
-	}, logger)
-	tracker.Start()
-	defer tracker.Close()
-
-	limits := cfg.Limits
-	limits.TypingRepeat = cfg.TypingTimeout / 3 // an unchanged typing state still refreshes in time
-	srv := transport.NewServer(hub, verifier, transport.Config{
-		Heartbeat:      cfg.Heartbeat,
-		MaxPayload:     cfg.MaxPayload,
-		AllowedOrigins: cfg.AllowedOrigins,
-		StoreTimeout:   cfg.StoreTimeout,
-		Limits:         limits,
-	}, logger)
+	defer func() {
+		if err := proc.Close(); err != nil {
+			logger.Warn("closing the store", "err", err)
+		}
+	}()
+	srv := proc.Server
 	if slices.Contains(cfg.AllowedOrigins, "*") {
 		logger.Warn("RELAY_ALLOWED_ORIGINS=*: pages of every site may connect with a token they hold (?token=, Authorization); the relay_token cookie and credentialed CORS are honoured only for the same origin and origins listed by name")
 	}
 	if getenv("FLY_APP_NAME") != "" && limits.TrustProxyHeader == "" {
 		logger.Warn("on Fly every client comes through Fly's proxy, so per-address limits count all clients as one: set RELAY_TRUST_PROXY_HEADER=Fly-Client-IP")
 	}
-	registerWeb(srv.Echo(), dev, cfg.DevRemote, []byte(cfg.JWTSecret), logger)
-	srv.SetPresence(tracker)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -156,31 +161,6 @@ func newVerifier(cfg *config, logger *slog.Logger) (*auth.Verifier, error) {
 // is retried safely with its idempotency key.
 const requestGrace = time.Second
 
-// backend is what relay keeps: the event log, notifications and presence,
-// all in memory or all in Redis.
-type backend struct {
-	log      events.Log
-	notes    events.Notifications
-	presence events.Presence
-	close    func()
-}
-
-// openBackend uses Redis when REDIS_URL is set, else memory.
-func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (*backend, error) {
-	ret := events.Retention{MaxEvents: cfg.HistoryEvents, MaxAge: cfg.HistoryAge}
-	nret := events.NotificationRetention{MaxItems: cfg.NotesMax, MaxAge: cfg.NotesAge}
-	if cfg.RedisURL == "" {
-		m := store.NewMemory(ret)
-		return &backend{log: m, notes: store.NewMemoryNotifications(nret), presence: store.NewMemoryPresence(),
-			close: func() { m.Close() }}, nil
-	}
-	r, err := store.OpenRedis(ctx, cfg.RedisURL, store.RedisOptions{Prefix: cfg.RedisPrefix, Retention: ret, Logger: logger})
-	if err != nil {
-		return nil, err
-	}
-	return &backend{log: r, notes: r.Notifications(nret), presence: r.Presence(), close: func() { r.Close() }}, nil
-}
-
 func storeName(cfg config) string {
 	if cfg.RedisURL == "" {
 		return "memory"
@@ -235,4 +215,14 @@ Try:
   curl -H 'Authorization: Bearer %s' -d '{"channel":"user_1_notifications","type":"notification","data":{"title":"hi"}}' %s/api/publish
 The demo page is %s/ ; more tokens: curl -d '{"user":"bob"}' %s/api/dev/token
 `, tok, url, tok, tok, url, url, url)
+}
+
+// buildVersion is the build's version for /healthz: the module version when
+// built as one (go install …@v1.2.3), else "dev". The version flag and
+// startup line belong to config.go and main.go.
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
 }
