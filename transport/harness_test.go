@@ -83,6 +83,7 @@ type settings struct {
 	store string                      // memoryStore (the default) or redisStore
 	wrap  func(events.Log) events.Log // wraps the store's log, if set
 	auth  transport.Authenticator     // nil: a Verifier of the test secret
+	log   *slog.Logger                // the relay's logger, if set
 	// presence tunes the tracker; zero fields take the app's defaults.
 	presence events.PresenceConfig
 }
@@ -124,6 +125,41 @@ func withFastPresence() option {
 // withLog wraps the relay's log, to slow it down or make it fail.
 func withLog(wrap func(events.Log) events.Log) option {
 	return func(s *settings) { s.wrap = wrap }
+}
+
+// withLogger gives the relay a logger (by default: none over memory, the
+// test's log at warn level over Redis).
+func withLogger(l *slog.Logger) option {
+	return func(s *settings) { s.log = l }
+}
+
+// logBuffer collects a relay's log lines, for tests that read them.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines returns the lines logged so far that contain every one of parts.
+func (b *logBuffer) lines(parts ...string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for line := range strings.SplitSeq(b.buf.String(), "\n") {
+		all := line != ""
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 // withAuth authenticates with a instead of the harness's one secret.
@@ -188,6 +224,9 @@ func buildRelay(t testing.TB, opts ...option) (*relay, *bootstrap.Process) {
 	var wrapped events.Log
 	if set.wrap != nil {
 		cfg.WrapLog = func(l events.Log) events.Log { wrapped = set.wrap(l); return wrapped }
+	}
+	if set.log != nil {
+		cfg.Logger = set.log
 	}
 	proc, err := bootstrap.Build(context.Background(), cfg)
 	if err != nil {
