@@ -14,14 +14,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/labstack/echo/v4"
+
+	"github.com/relaydev/relay/app/bootstrap"
 	"github.com/relaydev/relay/auth"
 	"github.com/relaydev/relay/events"
-	"github.com/relaydev/relay/store"
 	"github.com/relaydev/relay/transport"
 )
 
-// serve wires the store, hub, verifier and transports, listens, and serves
-// until ctx ends; then it drains streams and tears down in reverse order.
+// serve builds the process (bootstrap: store, hub, tracker, server) with its
+// verifier, listens, and serves until ctx ends; then it drains streams and
+// tears down in reverse order.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig(args, getenv, stderr)
 	if err != nil {
@@ -44,34 +47,35 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 
-	be, err := openBackend(ctx, cfg, logger)
+	limits := cfg.Limits
+	limits.TypingRepeat = cfg.TypingTimeout / 3 // an unchanged typing state still refreshes in time
+	proc, err := bootstrap.Build(ctx, bootstrap.Config{
+		RedisURL:    cfg.RedisURL,
+		RedisPrefix: cfg.RedisPrefix,
+		Retention:   events.Retention{MaxEvents: cfg.HistoryEvents, MaxAge: cfg.HistoryAge},
+		Notes:       events.NotificationRetention{MaxItems: cfg.NotesMax, MaxAge: cfg.NotesAge},
+		Presence:    events.PresenceConfig{Grace: cfg.PresenceGrace, TypingTimeout: cfg.TypingTimeout, HoldTTL: cfg.PresenceTTL},
+		Transport: transport.Config{
+			Heartbeat:      cfg.Heartbeat,
+			MaxPayload:     cfg.MaxPayload,
+			AllowedOrigins: cfg.AllowedOrigins,
+			StoreTimeout:   cfg.StoreTimeout,
+			Limits:         limits,
+			Version:        relayVersion(),
+		},
+		Auth:   verifier,
+		Routes: func(e *echo.Echo) { registerWeb(e, dev, cfg.DevRemote, []byte(cfg.JWTSecret), logger) },
+		Logger: logger,
+	})
 	if err != nil {
 		return err
 	}
-	defer be.close()
-	hub := events.NewHub(be.log, logger)
-	hub.KeepNotifications(be.notes)
-	if err := hub.Start(ctx); err != nil {
-		return err
-	}
-	defer hub.Close()
-	tracker := events.NewTracker(hub, be.presence, events.PresenceConfig{
-		Grace: cfg.PresenceGrace, TypingTimeout: cfg.TypingTimeout, HoldTTL: cfg.PresenceTTL,
-	}, logger)
-	tracker.Start()
-	defer tracker.Close()
-
-	limits := cfg.Limits
-	limits.TypingRepeat = cfg.TypingTimeout / 3 // an unchanged typing state still refreshes in time
-	srv := transport.NewServer(hub, verifier, transport.Config{
-		Heartbeat:      cfg.Heartbeat,
-		MaxPayload:     cfg.MaxPayload,
-		AllowedOrigins: cfg.AllowedOrigins,
-		StoreTimeout:   cfg.StoreTimeout,
-		Limits:         limits,
-	}, logger)
-	registerWeb(srv.Echo(), dev, cfg.DevRemote, []byte(cfg.JWTSecret), logger)
-	srv.SetPresence(tracker)
+	defer func() {
+		if err := proc.Close(); err != nil {
+			logger.Warn("relay.store_close_error", "err", err)
+		}
+	}()
+	srv := proc.Server
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -148,31 +152,6 @@ func newVerifier(cfg *config, logger *slog.Logger) (*auth.Verifier, error) {
 // short: readiness has said 503 since the drain began, and a publish cut off
 // is retried safely with its idempotency key.
 const requestGrace = time.Second
-
-// backend is what relay keeps: the event log, notifications and presence,
-// all in memory or all in Redis.
-type backend struct {
-	log      events.Log
-	notes    events.Notifications
-	presence events.Presence
-	close    func()
-}
-
-// openBackend uses Redis when REDIS_URL is set, else memory.
-func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (*backend, error) {
-	ret := events.Retention{MaxEvents: cfg.HistoryEvents, MaxAge: cfg.HistoryAge}
-	nret := events.NotificationRetention{MaxItems: cfg.NotesMax, MaxAge: cfg.NotesAge}
-	if cfg.RedisURL == "" {
-		m := store.NewMemory(ret)
-		return &backend{log: m, notes: store.NewMemoryNotifications(nret), presence: store.NewMemoryPresence(),
-			close: func() { m.Close() }}, nil
-	}
-	r, err := store.OpenRedis(ctx, cfg.RedisURL, store.RedisOptions{Prefix: cfg.RedisPrefix, Retention: ret, Logger: logger})
-	if err != nil {
-		return nil, err
-	}
-	return &backend{log: r, notes: r.Notifications(nret), presence: r.Presence(), close: func() { r.Close() }}, nil
-}
 
 func storeName(cfg config) string {
 	if cfg.RedisURL == "" {

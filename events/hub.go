@@ -41,16 +41,24 @@ type channelSubs struct {
 	list atomic.Pointer[[]*Subscription]
 }
 
+// HubOptions are a hub's optional collaborators.
+type HubOptions struct {
+	// Notifications, when set, keeps the events published to users'
+	// notifications channels as notifications (see Publish), and serves
+	// MarkRead. Nil: notifications are not kept.
+	Notifications Notifications
+	// Logger receives the hub's warnings; nil discards them.
+	Logger *slog.Logger
+}
+
 // NewHub returns a hub over log. Start it before subscribing.
-func NewHub(log Log, logger *slog.Logger) *Hub {
+func NewHub(log Log, opts HubOptions) *Hub {
+	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{log: log, logger: logger, subs: make(map[*Subscription]struct{})}
+	return &Hub{log: log, logger: logger, notes: opts.Notifications, subs: make(map[*Subscription]struct{})}
 }
-
-// Log returns the hub's log.
-func (h *Hub) Log() Log { return h.log }
 
 // Start begins watching the log; it returns once watching is in place.
 func (h *Hub) Start(ctx context.Context) error {
@@ -79,11 +87,16 @@ func (h *Hub) Close() {
 }
 
 // Publish appends drafts to the log; subscribers receive them through Watch.
-// Events on users' notifications channels are also kept as notifications
-// (see KeepNotifications). That second write is best effort: once the events
-// are in the log subscribers have them, so a failure to record them as
-// notifications is logged, with the events, and does not fail the publish
-// (an error here always means the events may not be in the log).
+//
+// Events on users' notifications channels are also recorded as
+// notifications (HubOptions.Notifications), in a second write after the
+// append. That record is best effort, not atomic with the append: once the
+// events are in the log subscribers have them, so a failure to record them is
+// logged at error level, with the events, and does not fail the publish. An
+// error from Publish therefore always means the events may not be in the log
+// (a retry with the same idempotency key stores them once); never that they
+// were delivered but not recorded. A retry with the same idempotency key does
+// not record them either: its events are repeats, which are never recorded.
 func (h *Hub) Publish(ctx context.Context, drafts ...Draft) ([]*Event, error) {
 	evs, err := h.log.Append(ctx, drafts)
 	if err != nil {

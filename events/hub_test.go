@@ -37,7 +37,7 @@ func (l *headLog) Head(ctx context.Context, ch string) (events.Position, error) 
 func TestSubscribeTakesHeads(t *testing.T) {
 	ctx := context.Background()
 	log := &headLog{Memory: store.NewMemory(events.Retention{})}
-	hub := events.NewHub(log, nil)
+	hub := events.NewHub(log, events.HubOptions{})
 	if err := hub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestSubscribeTakesHeads(t *testing.T) {
 func TestSubscribeHeadError(t *testing.T) {
 	boom := errors.New("store down")
 	log := &headLog{Memory: store.NewMemory(events.Retention{}), err: boom}
-	hub := events.NewHub(log, nil)
+	hub := events.NewHub(log, events.HubOptions{})
 	if err := hub.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -104,9 +104,8 @@ func TestPublishRecordIsBestEffort(t *testing.T) {
 	mem := store.NewMemory(events.Retention{})
 	defer mem.Close()
 	var logged bytes.Buffer
-	hub := events.NewHub(mem, slog.New(slog.NewTextHandler(&logged, nil)))
 	notes := &failingNotes{}
-	hub.KeepNotifications(notes)
+	hub := events.NewHub(mem, events.HubOptions{Notifications: notes, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	if err := hub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

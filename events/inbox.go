@@ -10,13 +10,6 @@ import (
 // and device of the user updates its unread count. It is not a notification.
 const NotificationReadType = "notification_read"
 
-// KeepNotifications makes Publish record events published to users'
-// notifications channels in n. Call it before serving.
-func (h *Hub) KeepNotifications(n Notifications) { h.notes = n }
-
-// Notifications returns the store given to KeepNotifications, or nil.
-func (h *Hub) Notifications() Notifications { return h.notes }
-
 // record keeps the notifications among evs, grouped per user.
 func (h *Hub) record(ctx context.Context, evs []*Event) error {
 	if h.notes == nil {

@@ -41,7 +41,7 @@ func benchBackends(b *testing.B) map[string]func(b *testing.B) (*events.Hub, eve
 }
 
 func startHub(b *testing.B, log events.Log) *events.Hub {
-	hub := events.NewHub(log, nil)
+	hub := events.NewHub(log, events.HubOptions{})
 	if err := hub.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}

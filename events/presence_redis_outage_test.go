@@ -80,7 +80,7 @@ func testPresenceRedisOutage(t *testing.T, srv *redistest.Server, fault func(*te
 	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
 
 	mem := store.NewMemory(events.Retention{})
-	hub := events.NewHub(mem, logger)
+	hub := events.NewHub(mem, events.HubOptions{Logger: logger})
 	if err := hub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 func newHub(t *testing.T, ret events.Retention) *events.Hub {
 	t.Helper()
 	mem := store.NewMemory(ret)
-	hub := events.NewHub(mem, nil)
+	hub := events.NewHub(mem, events.HubOptions{})
 	if err := hub.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +421,7 @@ func TestDeliverNewEpoch(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			log := newSwapLog(t)
-			hub := events.NewHub(log, nil)
+			hub := events.NewHub(log, events.HubOptions{})
 			if err := hub.Start(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -502,7 +502,7 @@ func (l *lossyLog) Watch(ctx context.Context, deliver func(*events.Event), resyn
 func TestResync(t *testing.T) {
 	ctx := context.Background()
 	log := &lossyLog{Memory: store.NewMemory(events.Retention{})}
-	hub := events.NewHub(log, nil)
+	hub := events.NewHub(log, events.HubOptions{})
 	if err := hub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -542,7 +542,7 @@ func (l *readCounter) Read(ctx context.Context, ch string, after events.Position
 func TestDeliverFirstEventReadsNothing(t *testing.T) {
 	ctx := context.Background()
 	log := &readCounter{Memory: store.NewMemory(events.Retention{})}
-	hub := events.NewHub(log, nil)
+	hub := events.NewHub(log, events.HubOptions{})
 	if err := hub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

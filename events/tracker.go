@@ -82,9 +82,11 @@ type Tracker struct {
 	local  map[PresenceHold]*localUser
 	typing map[PresenceHold]time.Time // typing set through this process, until
 
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	run     sync.Mutex // guards started and closed
+	started bool       // Start ran the loop: Close waits for it
+	closed  bool
+	stop    chan struct{}
+	done    chan struct{} // closed when the loop ends
 }
 
 // localUser is a user connected to this process in one project.
@@ -109,15 +111,32 @@ func NewTracker(hub *Hub, store Presence, cfg PresenceConfig, logger *slog.Logge
 }
 
 // Start runs the loop that ends grace periods and typing, refreshes this
-// process's holds and sweeps those of dead processes.
-func (t *Tracker) Start() { go t.loop() }
+// process's holds and sweeps those of dead processes. It is idempotent, and
+// does nothing once Close has been called.
+func (t *Tracker) Start() {
+	t.run.Lock()
+	defer t.run.Unlock()
+	if t.started || t.closed {
+		return
+	}
+	t.started = true
+	go t.loop()
+}
 
-// Close stops the loop and waits for it. Holds are left to expire, so users
-// who reconnect to another process meanwhile are not announced as left. It
-// is idempotent.
+// Close stops the loop, if Start ran it, and waits for it. Holds are left to
+// expire, so users who reconnect to another process meanwhile are not
+// announced as left. It is idempotent.
 func (t *Tracker) Close() {
-	t.once.Do(func() { close(t.stop) })
-	<-t.done
+	t.run.Lock()
+	if !t.closed {
+		t.closed = true
+		close(t.stop)
+	}
+	started := t.started
+	t.run.Unlock()
+	if started {
+		<-t.done
+	}
 }
 
 // Connect marks userID online in project for as long as the returned release

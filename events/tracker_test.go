@@ -25,7 +25,7 @@ type presenceWorld struct {
 func newPresenceWorld(t *testing.T) *presenceWorld {
 	t.Helper()
 	mem := store.NewMemory(events.Retention{})
-	hub := events.NewHub(mem, nil)
+	hub := events.NewHub(mem, events.HubOptions{})
 	if err := hub.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -373,4 +373,39 @@ func TestPresencePage(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestTrackerCloseWithoutStart: a tracker that was never started (a process
+// that failed to start, a test that needs none) closes at once; Start after
+// Close runs nothing, and Start twice runs one loop.
+func TestTrackerCloseWithoutStart(t *testing.T) {
+	mem := store.NewMemory(events.Retention{})
+	defer mem.Close()
+	hub := events.NewHub(mem, events.HubOptions{})
+	closed := func(tr *events.Tracker) bool {
+		done := make(chan struct{})
+		go func() { tr.Close(); close(done) }()
+		select {
+		case <-done:
+			return true
+		case <-time.After(5 * time.Second):
+			return false
+		}
+	}
+
+	never := events.NewTracker(hub, store.NewMemoryPresence(), events.PresenceConfig{}, nil)
+	if !closed(never) {
+		t.Fatal("Close of a tracker never started: still waiting after 5 s")
+	}
+	never.Start() // after Close: no loop (goleak would see it)
+	if !closed(never) {
+		t.Fatal("second Close: still waiting after 5 s")
+	}
+
+	twice := events.NewTracker(hub, store.NewMemoryPresence(), events.PresenceConfig{}, nil)
+	twice.Start()
+	twice.Start()
+	if !closed(twice) {
+		t.Fatal("Close of a tracker started twice: still waiting after 5 s")
+	}
 }

@@ -2,7 +2,6 @@ package transport_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/relaydev/relay/auth"
 	"github.com/relaydev/relay/events"
-	"github.com/relaydev/relay/store"
 	"github.com/relaydev/relay/transport"
 )
 
@@ -92,28 +90,15 @@ func FuzzClientMessage(f *testing.F) {
 // connection.
 func clientMessageServer(f *testing.F) *transport.Server {
 	f.Helper()
-	mem := store.NewMemory(events.Retention{})
-	hub := events.NewHub(mem, nil)
-	hub.KeepNotifications(store.NewMemoryNotifications(events.NotificationRetention{}))
-	if err := hub.Start(context.Background()); err != nil {
-		f.Fatal(err)
-	}
-	tracker := events.NewTracker(hub, store.NewMemoryPresence(), events.PresenceConfig{}, nil)
-	tracker.Start()
-	v, err := auth.NewVerifier(secret)
-	if err != nil {
-		f.Fatal(err)
-	}
 	// Limits out of the way: the fuzzer sends far more than a client may.
 	unlimited := transport.Limits{ActionRate: 1 << 30, ActionBurst: 1 << 30, UserActionRate: 1 << 30, UserActionBurst: 1 << 30}
-	srv := transport.NewServer(hub, v, transport.Config{Limits: unlimited}, nil)
-	srv.SetPresence(tracker)
+	r, proc := buildRelay(f, withConfig(func(c *transport.Config) { c.Limits = unlimited }))
 	f.Cleanup(func() {
-		tracker.Close()
-		hub.Close()
-		mem.Close()
+		if err := proc.Close(); err != nil {
+			f.Errorf("close: %v", err)
+		}
 	})
-	return srv
+	return r.srv
 }
 
 // canonical is raw JSON re-encoded (numbers as written), so that equal

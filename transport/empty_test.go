@@ -42,7 +42,7 @@ func TestSubscribeCreatesNothing(t *testing.T) {
 			}
 		}
 		for _, ch := range chans {
-			if p, err := r.hub.Log().Head(context.Background(), ch); err != nil || !p.IsEmpty() {
+			if p, err := r.log.Head(context.Background(), ch); err != nil || !p.IsEmpty() {
 				t.Fatalf("Head(%s) = %v, %v; want an empty position (no log)", ch, p, err)
 			}
 		}
@@ -51,7 +51,7 @@ func TestSubscribeCreatesNothing(t *testing.T) {
 		if m := clients[conns-1].event(t); m.envID() != id || m.channel() != target {
 			t.Errorf("live: got %s on %s, want %s on %s", m.envID(), m.channel(), id, target)
 		}
-		if p, err := r.hub.Log().Head(context.Background(), target); err != nil || p.String() != id {
+		if p, err := r.log.Head(context.Background(), target); err != nil || p.String() != id {
 			t.Errorf("Head(%s) after a publish = %v, %v; want %s", target, p, err, id)
 		}
 		if st == redisStore {

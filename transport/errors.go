@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -30,44 +31,103 @@ const (
 	CloseTryAgain     = 1013 // the store is unavailable: reconnect after a pause
 )
 
-// failure is how one kind of error looks on the wire.
+// failure is how one kind of error looks on the wire: as a refusal (an HTTP
+// status and JSON code, or a WebSocket close at connect) and, for the errors
+// that end a stream once it is live, as that ending (see ending).
 type failure struct {
 	status int
 	code   string
-	close  int
+	close  int    // the close code refusing a WebSocket with this error
 	hint   string // a close reason short enough for a close frame
+	// end is the SSE event ending a live stream with this error (""
+	// ends it with "error"); endClose the WebSocket close code of that
+	// ending (0: close). The two differ where a refusal and an ending ask
+	// different things of the client: an expired token is refused with
+	// 4001 (get a token) but ends a live stream with 4002 (refresh, then
+	// resume from the cursor).
+	end      string
+	endClose int
+	retry    retryHint // the SSE retry hint of the ending
 }
 
-// failures maps relay's sentinel errors to HTTP statuses, JSON error codes
-// and WebSocket close codes, in one place. The first match wins.
+// retryHint is the reconnect delay an SSE stream's ending sends.
+type retryHint uint8
+
+const (
+	retryNone   retryHint = iota // no retry line: the browser's own delay
+	retryBase                    // Config.Retry
+	retrySpread                  // Config.Retry plus up to shutdownSpread: a deploy is no reconnect storm
+)
+
+// shutdownSpread is the window a shutdown spreads SSE reconnects over.
+const shutdownSpread = 5 * time.Second
+
+// failures maps relay's sentinel errors to HTTP statuses, JSON error codes,
+// WebSocket close codes and stream endings, in one place. The first match
+// wins.
 var failures = []struct {
 	err error
 	failure
 }{
-	{auth.ErrTokenExpired, failure{http.StatusUnauthorized, "token_expired", CloseUnauthorized,
-		"token expired: fetch a fresh token and reconnect"}},
-	{auth.ErrUnauthenticated, failure{http.StatusUnauthorized, "unauthorized", CloseUnauthorized,
-		"unauthorized: send a valid token as ?token="}},
-	{auth.ErrForbidden, failure{http.StatusForbidden, "forbidden", CloseForbidden,
-		"forbidden: this token may not read this channel"}},
-	{ErrTooManyConnections, failure{http.StatusTooManyRequests, "too_many_connections", CloseRateLimited,
-		"too many connections: close one, or multiplex channels on one connection"}},
-	{ErrRateLimited, failure{http.StatusTooManyRequests, "rate_limited", CloseRateLimited,
-		"rate limited: reconnect later, and send less"}},
-	{errBodyTimeout, failure{http.StatusRequestTimeout, "request_timeout", CloseBadRequest, ""}},
-	{events.ErrInvalid, failure{http.StatusBadRequest, "bad_request", CloseBadRequest, ""}},
-	{events.ErrTooLarge, failure{http.StatusRequestEntityTooLarge, "payload_too_large", CloseTooBig, ""}},
-	{events.ErrNotFound, failure{http.StatusNotFound, "not_found", CloseNotFound, ""}},
-	{events.ErrSlowConsumer, failure{http.StatusServiceUnavailable, "slow_consumer", CloseSlowConsumer,
-		"you fell behind the event rate; reconnect with last_event_id"}},
-	{events.ErrUnavailable, failure{http.StatusServiceUnavailable, "store_unavailable", CloseTryAgain,
-		"relay's store is unavailable; retry shortly with last_event_id"}},
-	{events.ErrClosed, failure{http.StatusServiceUnavailable, "shutting_down", CloseGoingAway,
-		"relay is restarting; reconnect with last_event_id"}},
+	{auth.ErrTokenExpired, failure{status: http.StatusUnauthorized, code: "token_expired", close: CloseUnauthorized,
+		hint: "token expired: fetch a fresh token and reconnect",
+		end:  "token_expired", endClose: CloseTokenExpired}},
+	{auth.ErrUnauthenticated, failure{status: http.StatusUnauthorized, code: "unauthorized", close: CloseUnauthorized,
+		hint: "unauthorized: send a valid token as ?token="}},
+	{auth.ErrForbidden, failure{status: http.StatusForbidden, code: "forbidden", close: CloseForbidden,
+		hint: "forbidden: this token may not read this channel"}},
+	{ErrTooManyConnections, failure{status: http.StatusTooManyRequests, code: "too_many_connections", close: CloseRateLimited,
+		hint: "too many connections: close one, or multiplex channels on one connection"}},
+	{ErrRateLimited, failure{status: http.StatusTooManyRequests, code: "rate_limited", close: CloseRateLimited,
+		hint: "rate limited: reconnect later, and send less"}},
+	{errBodyTimeout, failure{status: http.StatusRequestTimeout, code: "request_timeout", close: CloseBadRequest}},
+	{events.ErrInvalid, failure{status: http.StatusBadRequest, code: "bad_request", close: CloseBadRequest}},
+	{events.ErrTooLarge, failure{status: http.StatusRequestEntityTooLarge, code: "payload_too_large", close: CloseTooBig}},
+	{events.ErrNotFound, failure{status: http.StatusNotFound, code: "not_found", close: CloseNotFound}},
+	{events.ErrSlowConsumer, failure{status: http.StatusServiceUnavailable, code: "slow_consumer", close: CloseSlowConsumer,
+		hint: "you fell behind the event rate; reconnect with your last event id",
+		end:  "slow_consumer"}},
+	{events.ErrUnavailable, failure{status: http.StatusServiceUnavailable, code: "store_unavailable", close: CloseTryAgain,
+		hint: "relay's store is unavailable; retry shortly with your last event id", retry: retryBase}},
+	{events.ErrClosed, failure{status: http.StatusServiceUnavailable, code: "shutting_down", close: CloseGoingAway,
+		hint: "relay is restarting; reconnect with your last event id",
+		end:  "shutdown", retry: retrySpread}},
 }
 
-var internal = failure{http.StatusInternalServerError, "internal", CloseInternal,
-	"relay failed; reconnect with last_event_id"}
+var internal = failure{status: http.StatusInternalServerError, code: "internal", close: CloseInternal,
+	hint: "relay failed; reconnect with your last event id", retry: retryBase}
+
+// The errors that end a live stream by relay's choice; the sentinel of each
+// picks its ending from the table, and the words before it are the message
+// the client reads (the SSE event's "message", the WebSocket close reason).
+var (
+	errRestarting   = fmt.Errorf("relay is restarting; reconnect with your last event id: %w", events.ErrClosed)
+	errTokenExpired = fmt.Errorf("your token expired: fetch a fresh token and reconnect with your last event id: %w", auth.ErrTokenExpired)
+	errSlowConsumer = fmt.Errorf("you fell behind the event rate; reconnect with your last event id: %w", events.ErrSlowConsumer)
+)
+
+// ending is how a live stream ends, on both transports: the SSE event
+// (with its retry hint) and the WebSocket close code, with one message.
+type ending struct {
+	event   string
+	close   int
+	message string // at most 123 bytes: it is also the close reason
+	retry   retryHint
+	failure failure
+}
+
+// endingOf is the ending of a live stream that stops with err.
+func endingOf(err error) ending {
+	f := classify(err)
+	e := ending{event: f.end, close: f.endClose, message: closeReason(err), retry: f.retry, failure: f}
+	if e.event == "" {
+		e.event = "error"
+	}
+	if e.close == 0 {
+		e.close = f.close
+	}
+	return e
+}
 
 func classify(err error) failure {
 	for _, f := range failures {

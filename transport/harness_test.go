@@ -19,9 +19,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
+	"github.com/relaydev/relay/app/bootstrap"
 	"github.com/relaydev/relay/auth"
 	"github.com/relaydev/relay/events"
-	"github.com/relaydev/relay/store"
 	"github.com/relaydev/relay/store/redistest"
 	"github.com/relaydev/relay/transport"
 )
@@ -61,15 +61,14 @@ func eachStoreAndKind(t *testing.T, f func(t *testing.T, st, kind string)) {
 	})
 }
 
-// relay is a relay on a real listener, over a memory or Redis log.
-//
-// Like app/serve.go, every relay keeps notifications (hub.KeepNotifications)
-// and tracks presence (an events.Tracker given to SetPresence), in the same
-// store as its log.
+// relay is a relay on a real listener, over a memory or Redis log, built as
+// app builds it (bootstrap): notifications kept and presence tracked in the
+// same store as its log.
 type relay struct {
 	url     string
 	srv     *transport.Server
 	hub     *events.Hub
+	log     events.Log // the hub's log (wrapped, when withLog wraps it)
 	tracker *events.Tracker
 	ts      *httptest.Server
 	prefix  string // the Redis store's key prefix; "" over memory
@@ -83,6 +82,8 @@ type settings struct {
 	ret   events.Retention
 	store string                      // memoryStore (the default) or redisStore
 	wrap  func(events.Log) events.Log // wraps the store's log, if set
+	auth  transport.Authenticator     // nil: a Verifier of the test secret
+	log   *slog.Logger                // the relay's logger, if set
 	// presence tunes the tracker; zero fields take the app's defaults.
 	presence events.PresenceConfig
 }
@@ -126,7 +127,70 @@ func withLog(wrap func(events.Log) events.Log) option {
 	return func(s *settings) { s.wrap = wrap }
 }
 
+// withLogger gives the relay a logger (by default: none over memory, the
+// test's log at warn level over Redis).
+func withLogger(l *slog.Logger) option {
+	return func(s *settings) { s.log = l }
+}
+
+// logBuffer collects a relay's log lines, for tests that read them.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines returns the lines logged so far that contain every one of parts.
+func (b *logBuffer) lines(parts ...string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for line := range strings.SplitSeq(b.buf.String(), "\n") {
+		all := line != ""
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// withAuth authenticates with a instead of the harness's one secret.
+func withAuth(a transport.Authenticator) option {
+	return func(s *settings) { s.auth = a }
+}
+
 func startRelay(t *testing.T, opts ...option) *relay {
+	t.Helper()
+	r, proc := buildRelay(t, opts...)
+	srv := proc.Server
+	ts := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		ts.CloseClientConnections()
+		ts.Close()
+		if err := proc.Close(); err != nil { // tracker, hub, store
+			t.Errorf("close: %v", err)
+		}
+	})
+	r.url, r.ts = ts.URL, ts
+	return r
+}
+
+// buildRelay builds a relay's process (bootstrap) without a listener; the
+// caller closes it.
+func buildRelay(t testing.TB, opts ...option) (*relay, *bootstrap.Process) {
 	t.Helper()
 	var set settings
 	for _, o := range opts {
@@ -137,79 +201,41 @@ func startRelay(t *testing.T, opts ...option) *relay {
 	if set.presence.TypingTimeout > 0 && set.cfg.Limits.TypingRepeat == 0 {
 		set.cfg.Limits.TypingRepeat = set.presence.TypingTimeout / 3
 	}
-	be := openStore(t, set)
-	log := be.log
-	if set.wrap != nil {
-		log = set.wrap(be.log)
-	}
-	hub := events.NewHub(log, nil)
-	hub.KeepNotifications(be.notes)
-	if err := hub.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	tracker := events.NewTracker(hub, be.presence, set.presence, nil)
-	tracker.Start()
-	v, err := auth.NewVerifier(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := transport.NewServer(hub, v, set.cfg, nil)
-	srv.SetPresence(tracker)
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		ts.CloseClientConnections()
-		ts.Close()
-		tracker.Close() // before the hub it publishes to
-		hub.Close()
-		be.close()
-	})
-	return &relay{url: ts.URL, srv: srv, hub: hub, tracker: tracker, ts: ts, prefix: be.prefix}
-}
-
-// backend is what a relay keeps, as in app/serve.go: the event log,
-// notifications and presence, in one store.
-type backend struct {
-	log      events.Log
-	notes    events.Notifications
-	presence events.Presence
-	prefix   string // the Redis key prefix; "" for memory
-	close    func()
-}
-
-// openStore opens the store set names.
-func openStore(t *testing.T, set settings) backend {
-	t.Helper()
-	switch set.store {
-	case "", memoryStore:
-		mem := store.NewMemory(set.ret)
-		return backend{log: mem, notes: store.NewMemoryNotifications(events.NotificationRetention{}),
-			presence: store.NewMemoryPresence(), close: func() { mem.Close() }}
-	case redisStore:
-		// Prefix registers its key cleanup first, so it runs after the
-		// relay's cleanup has closed the log.
-		prefix := redistest.Prefix(t)
-		rl, err := store.OpenRedis(context.Background(), redistest.URL(t), store.RedisOptions{
-			Prefix:    prefix,
-			Retention: set.ret,
-			Logger:    slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		})
+	if set.auth == nil {
+		v, err := auth.NewVerifier(secret)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return backend{log: rl, notes: rl.Notifications(events.NotificationRetention{}), presence: rl.Presence(),
-			prefix: prefix, close: func() {
-				if err := rl.Close(); err != nil {
-					t.Errorf("close redis log: %v", err)
-				}
-			}}
+		set.auth = v
 	}
-	t.Fatalf("unknown store %q, want one of %v", set.store, storeKinds)
-	return backend{}
+	cfg := bootstrap.Config{Retention: set.ret, Presence: set.presence, Transport: set.cfg, Auth: set.auth}
+	var prefix string
+	switch set.store {
+	case "", memoryStore:
+	case redisStore:
+		// Prefix registers its key cleanup first, so it runs after the
+		// relay's cleanup has closed the log.
+		prefix = redistest.Prefix(t)
+		cfg.RedisURL, cfg.RedisPrefix = redistest.URL(t), prefix
+		cfg.Logger = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	default:
+		t.Fatalf("unknown store %q, want one of %v", set.store, storeKinds)
+	}
+	var wrapped events.Log
+	if set.wrap != nil {
+		cfg.WrapLog = func(l events.Log) events.Log { wrapped = set.wrap(l); return wrapped }
+	}
+	if set.log != nil {
+		cfg.Logger = set.log
+	}
+	proc, err := bootstrap.Build(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrapped == nil {
+		wrapped = proc.Log
+	}
+	return &relay{srv: proc.Server, hub: proc.Hub, log: wrapped, tracker: proc.Tracker, prefix: prefix}, proc
 }
 
 // wipeRedis deletes every key of the relay's Redis log, as a Redis restarted
@@ -239,7 +265,7 @@ func (r *relay) wipeRedis(t *testing.T) {
 
 // tWriter writes a store's log lines to the test's log; a store logs only
 // before its Close returns, which is before the test ends.
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
@@ -255,7 +281,7 @@ func (r *relay) delivered(t *testing.T, channel string, n int) (await func()) {
 	t.Helper()
 	done := make(chan struct{})
 	count := 0
-	stop, err := r.hub.Log().Watch(context.Background(), func(ev *events.Event) {
+	stop, err := r.log.Watch(context.Background(), func(ev *events.Event) {
 		if ev.Channel != channel || ev.Ephemeral || count >= n {
 			return
 		}
@@ -357,7 +383,7 @@ func (r *relay) publishN(t *testing.T, channel string, n int) []string {
 // kept returns the events the log holds for channel, oldest first.
 func (r *relay) kept(t *testing.T, channel string) []*events.Event {
 	t.Helper()
-	evs, err := r.hub.Log().Read(context.Background(), channel, events.Beginning, 10_000)
+	evs, err := r.log.Read(context.Background(), channel, events.Beginning, 10_000)
 	if err != nil {
 		t.Fatalf("read %s: %v", channel, err)
 	}

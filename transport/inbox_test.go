@@ -1,10 +1,8 @@
 package transport_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -13,42 +11,15 @@ import (
 
 	"github.com/relaydev/relay/auth"
 	"github.com/relaydev/relay/events"
-	"github.com/relaydev/relay/store"
-	"github.com/relaydev/relay/transport"
 )
 
 // startFullRelay is a relay wired as app wires it: notifications kept,
 // presence tracked (memory stores, short presence timers).
 func startFullRelay(t *testing.T) *relay {
 	t.Helper()
-	mem := store.NewMemory(events.Retention{})
-	hub := events.NewHub(mem, nil)
-	hub.KeepNotifications(store.NewMemoryNotifications(events.NotificationRetention{}))
-	if err := hub.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	tracker := events.NewTracker(hub, store.NewMemoryPresence(), events.PresenceConfig{
+	return startRelay(t, withPresence(events.PresenceConfig{
 		Grace: 200 * time.Millisecond, TypingTimeout: 700 * time.Millisecond, HoldTTL: 3 * time.Second,
-	}, nil)
-	tracker.Start()
-	v, err := auth.NewVerifier(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := transport.NewServer(hub, v, transport.Config{}, nil)
-	srv.SetPresence(tracker)
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		ts.CloseClientConnections()
-		ts.Close()
-		tracker.Close()
-		hub.Close()
-		mem.Close()
-	})
-	return &relay{url: ts.URL, srv: srv, hub: hub, ts: ts}
+	}))
 }
 
 // call sends an API request with tok and decodes the JSON answer.

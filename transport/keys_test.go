@@ -1,7 +1,6 @@
 package transport_test
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
@@ -10,7 +9,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +16,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/relaydev/relay/auth"
-	"github.com/relaydev/relay/events"
 	"github.com/relaydev/relay/transport"
 )
 
@@ -26,34 +23,11 @@ import (
 // harness's one secret.
 func startKeyedRelay(t *testing.T, st string, keys auth.Keys) *relay {
 	t.Helper()
-	be := openStore(t, settings{store: st})
-	hub := events.NewHub(be.log, nil)
-	hub.KeepNotifications(be.notes)
-	if err := hub.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	tracker := events.NewTracker(hub, be.presence, events.PresenceConfig{}, nil)
-	tracker.Start()
 	v, err := auth.NewVerifierWith(keys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := transport.NewServer(hub, v, transport.Config{}, nil)
-	srv.SetPresence(tracker)
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		ts.CloseClientConnections()
-		ts.Close()
-		tracker.Close()
-		hub.Close()
-		be.close()
-	})
-	return &relay{url: ts.URL, srv: srv, hub: hub, tracker: tracker, ts: ts, prefix: be.prefix}
+	return startRelay(t, withStore(st), withAuth(v))
 }
 
 // A backend's publish keys: django and its rotation django2 cover the same

@@ -40,7 +40,7 @@ func (s *Server) getNotifications(c echo.Context) error {
 			return err
 		}
 	}
-	notes := s.hub.Notifications()
+	notes := s.notes
 	if notes == nil {
 		return fmt.Errorf("notifications are not kept by this relay: %w", events.ErrNotFound)
 	}

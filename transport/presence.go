@@ -22,10 +22,6 @@ type Presence interface {
 	State(ctx context.Context, project string) (*events.Event, error)
 }
 
-// SetPresence turns presence on: connections to a project's presence channel
-// make the user online there. Call it before serving.
-func (s *Server) SetPresence(p Presence) { s.presence = p }
-
 // presenceProjects are the projects whose presence channel req reads.
 func presenceProjects(channels []string) []string {
 	var out []string

@@ -4,6 +4,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -53,6 +54,9 @@ type Config struct {
 	AllowedOrigins []string
 	// Limits bound what one client may take.
 	Limits Limits
+	// Version is the build's version, reported by /healthz ("" reports
+	// "dev").
+	Version string
 }
 
 // Defaults for Config.
@@ -83,6 +87,23 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Deps are the collaborators a Server is built with.
+type Deps struct {
+	Hub  *events.Hub   // required
+	Auth Authenticator // required
+	// Presence, when set, makes connections to a project's presence channel
+	// take their user online there; nil: presence is off.
+	Presence Presence
+	// Notifications serves GET /api/notifications; nil: not kept (404).
+	// It is the store the hub records notifications in.
+	Notifications events.Notifications
+	// Store, when set, is pinged by /readyz to report the store's state.
+	Store events.Pinger
+	// Routes, when set, registers more routes (the web client, the demo)
+	// on the server's Echo, after relay's own.
+	Routes func(*echo.Echo)
+}
+
 // Server is relay's HTTP surface. Shutdown ends every stream.
 type Server struct {
 	hub    *events.Hub
@@ -91,7 +112,9 @@ type Server struct {
 	logger *slog.Logger
 	echo   *echo.Echo
 
-	presence Presence // nil: presence is off
+	presence Presence             // nil: presence is off
+	notes    events.Notifications // nil: notifications are not kept
+	store    events.Pinger        // nil: /readyz does not report the store
 	limits   *limiter
 
 	streamPaths map[string]bool // the stream routes: no body deadline
@@ -104,20 +127,24 @@ type Server struct {
 	draining bool       // set by Shutdown: no stream is counted after it
 }
 
-// NewServer returns a server relaying hub's events to clients authenticated by a.
-func NewServer(hub *events.Hub, a Authenticator, cfg Config, logger *slog.Logger) *Server {
+// NewServer returns a server relaying d.Hub's events to clients
+// authenticated by d.Auth. It fails when a required dependency is missing.
+func NewServer(d Deps, cfg Config, logger *slog.Logger) (*Server, error) {
+	if d.Hub == nil || d.Auth == nil {
+		return nil, errors.New("transport: NewServer needs a Hub and an Authenticator")
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{hub: hub, auth: a, cfg: cfg.withDefaults(), logger: logger, shutdown: make(chan struct{}),
-		streamPaths: map[string]bool{}}
+	s := &Server{hub: d.Hub, auth: d.Auth, presence: d.Presence, notes: d.Notifications, store: d.Store,
+		cfg: cfg.withDefaults(), logger: logger, shutdown: make(chan struct{}), streamPaths: map[string]bool{}}
 	s.limits = newLimiter(s.cfg.Limits)
 	s.echo = s.routes()
-	return s
+	if d.Routes != nil {
+		d.Routes(s.echo)
+	}
+	return s, nil
 }
-
-// Echo returns the server's Echo instance, so app can mount more routes.
-func (s *Server) Echo() *echo.Echo { return s.echo }
 
 // ServeHTTP serves relay's routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
@@ -191,8 +218,13 @@ func (s *Server) routes() *echo.Echo {
 	return e
 }
 
+// healthz answers while the process serves, with the build's version.
 func (s *Server) healthz(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	v := s.cfg.Version
+	if v == "" {
+		v = "dev"
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "version": v})
 }
 
 // readyz answers whether this process should get new clients: 503 only
@@ -210,10 +242,10 @@ func (s *Server) readyz(c echo.Context) error {
 	default:
 	}
 	body := map[string]string{"status": "ready", "store": "ok"}
-	if p, ok := s.hub.Log().(events.Pinger); ok {
+	if s.store != nil {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), min(s.cfg.StoreTimeout, 2*time.Second))
 		defer cancel()
-		if err := p.Ping(ctx); err != nil {
+		if err := s.store.Ping(ctx); err != nil {
 			s.logger.Warn("store does not answer; staying in rotation (see /readyz in README)", "err", err)
 			body["store"] = "unavailable"
 			body["message"] = "the event store does not answer: publishes and new streams get 503 store_unavailable until it does; check REDIS_URL and that Redis is running"

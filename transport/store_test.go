@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/relaydev/relay/events"
@@ -48,13 +50,15 @@ func (g *gatedLog) Ping(context.Context) error { return g.pingErr }
 
 // TestSlowConsumerStream overflows a stream's live buffer while it is held
 // in its catch-up: the stream ends with a reason (SSE slow_consumer event,
-// WebSocket close 4008) and the client resumes from its cursor exactly.
-// Over both stores.
+// WebSocket close 4008), logged at info with its user, transport and
+// duration, and the client resumes from its cursor exactly. Over both
+// stores.
 func TestSlowConsumerStream(t *testing.T) {
 	const ch = "project_1_tickets"
 	eachStoreAndKind(t, func(t *testing.T, st, kind string) {
 		g := newGatedLog(nil)
-		r := startRelay(t, withStore(st), withLog(g.wrap))
+		var logged logBuffer
+		r := startRelay(t, withStore(st), withLog(g.wrap), withLogger(slog.New(slog.NewTextHandler(&logged, nil))))
 		url := q(r.url+"/events/projects/1/tickets", "token", alice(t))
 		c := mustConnect(t, kind, q(url, "last_event_id", "0"), nil)
 		<-g.entered // the catch-up is reading: nothing drains the buffer
@@ -90,6 +94,12 @@ func TestSlowConsumerStream(t *testing.T) {
 			if c.code != transport.CloseSlowConsumer || c.reason == "" {
 				t.Errorf("close: got %d %q, want %d with a reason", c.code, c.reason, transport.CloseSlowConsumer)
 			}
+		}
+
+		// Logged before the ending is written, so before the client read it.
+		transportName := map[string]string{sseKind: "sse", wsKind: "websocket"}[kind]
+		if lines := logged.lines("level=INFO", "slow consumer disconnected", "user=1", "transport="+transportName, "duration="); len(lines) != 1 {
+			t.Errorf("slow consumer log lines: got %d, want 1; log:\n%s", len(lines), strings.Join(logged.lines(""), "\n"))
 		}
 
 		cursor := c.resumeCursor()

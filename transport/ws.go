@@ -36,12 +36,12 @@ func (s *Server) upgrader() *websocket.Upgrader {
 	}
 }
 
-// wsConn is one WebSocket client: the handler goroutine is its only writer,
-// readLoop its only reader.
+// wsConn is one WebSocket client: the session's goroutine (the handler's)
+// is its only writer, readLoop its only reader, which hands its replies to
+// the writer.
 type wsConn struct {
 	srv      *Server
-	states   []*events.Event // presence_state messages, sent after history
-	projects []string        // projects whose presence channel this reads
+	projects []string // projects whose presence channel this reads
 	conn     *websocket.Conn
 	sub      *events.Subscription
 	id       *auth.Identity
@@ -50,14 +50,6 @@ type wsConn struct {
 	quota    *connQuota    // the rate of this connection's messages
 	replies  chan reply    // answers from the reader, written by the writer
 	quit     chan struct{} // closed when the writer is done
-}
-
-// reply is what the reader asks the writer to send: a message, or a close
-// (code set) after which the connection ends.
-type reply struct {
-	msg    []byte
-	code   int
-	reason string
 }
 
 // serveWebSocket subscribes (and takes the user online) before it upgrades,
@@ -80,18 +72,27 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	}
 	defer conn.Close()
 
-	ws := &wsConn{srv: s, conn: conn, sub: o.sub, id: o.id, cfg: &s.cfg, states: o.states,
+	log := s.logger.With("transport", "websocket", "user", o.id.UserID)
+	ws := &wsConn{srv: s, conn: conn, sub: o.sub, id: o.id, cfg: &s.cfg,
 		projects: presenceProjects(o.channels), quota: s.limits.conn(o.id.UserID),
-		log: s.logger.With("transport", "websocket", "user", o.id.UserID), replies: make(chan reply, 8), quit: make(chan struct{})}
+		log: log, replies: make(chan reply, 8), quit: make(chan struct{})}
+	ss := s.newSession(o, ws, log, ws.replies)
+	// The client going away (the reader's end) ends the session, and any
+	// log read in progress.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
+		defer cancel()
 		ws.readLoop()
 	}()
-	code, reason := ws.writeLoop(s.shutdown, readDone)
+	err = ss.history(ctx)
+	if err == nil {
+		err = ss.live(ctx)
+	}
 	close(ws.quit)
-	if code != 0 {
-		closeWith(conn, code, reason)
+	if _, sent := ss.finish(ctx, err); sent {
 		lingerClose(readDone)
 	}
 	conn.Close() // ends readLoop
@@ -115,9 +116,6 @@ func lingerClose(readDone <-chan struct{}) {
 	}
 }
 
-// errRestarting refuses a stream while the server shuts down.
-var errRestarting = fmt.Errorf("relay is restarting; reconnect with last_event_id: %w", events.ErrClosed)
-
 // refuseWebSocket upgrades only to close at once with err's close code and
 // reason, which is all a browser can see of a refusal.
 func (s *Server) refuseWebSocket(c echo.Context, err error) error {
@@ -132,108 +130,19 @@ func (s *Server) refuseWebSocket(c echo.Context, err error) error {
 
 // closeWith sends a close frame; reason is made UTF-8, as a close frame's
 // must be, and cut on a character boundary to the 123 bytes one can carry.
-func closeWith(conn *websocket.Conn, code int, reason string) {
+func closeWith(conn *websocket.Conn, code int, reason string) error {
 	reason = strings.ToValidUTF8(reason, "\uFFFD")
 	if len(reason) > 123 {
 		reason = strings.ToValidUTF8(reason[:120], "") + "..."
 	}
 	msg := websocket.FormatCloseMessage(code, reason)
-	_ = conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-}
-
-// writeLoop is the connection's only writer. It returns the close code and
-// reason to end with (0: the client is gone already).
-func (ws *wsConn) writeLoop(shutdown <-chan struct{}, readDone <-chan struct{}) (int, string) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { // a client that goes away ends any log read in progress
-		select {
-		case <-readDone:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	ws.deadline()
-	if err := ws.sub.Replay(ctx, ws); err != nil {
-		return ws.failed(err)
-	}
-	for _, ev := range ws.states {
-		if err := ws.Event(ev); err != nil {
-			return ws.failed(err)
-		}
-	}
-	ws.states = nil
-	if err := ws.welcome(); err != nil {
-		return 0, ""
-	}
-	ping := time.NewTicker(ws.cfg.Heartbeat)
-	defer ping.Stop()
-	expiry := time.NewTimer(time.Until(ws.id.Expires))
-	defer expiry.Stop()
-	for {
-		var err error
-		select {
-		case <-readDone:
-			return 0, ""
-		case <-shutdown:
-			return CloseGoingAway, "relay is restarting; reconnect with last_event_id"
-		case <-expiry.C:
-			return CloseTokenExpired, "token expired: fetch a fresh token and reconnect with last_event_id"
-		case <-ws.sub.Done():
-			if errors.Is(ws.sub.Err(), events.ErrSlowConsumer) {
-				return CloseSlowConsumer, "you fell behind the event rate; reconnect with last_event_id"
-			}
-			return CloseGoingAway, "relay is restarting; reconnect with last_event_id"
-		case <-ping.C:
-			err = ws.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(ws.cfg.WriteTimeout))
-		case r := <-ws.replies:
-			if r.code != 0 {
-				return r.code, r.reason
-			}
-			ws.deadline()
-			err = ws.conn.WriteMessage(websocket.TextMessage, r.msg)
-		case ev := <-ws.sub.Live():
-			err = ws.deliver(ctx, ev)
-		}
-		if err != nil {
-			return ws.failed(err)
-		}
-	}
-}
-
-// failed turns a write or log error into the close to send.
-func (ws *wsConn) failed(err error) (int, string) {
-	var ce *websocket.CloseError
-	if errors.As(err, &ce) || errors.Is(err, context.Canceled) || errors.Is(err, websocket.ErrCloseSent) {
-		return 0, ""
-	}
-	f := classify(err)
-	if f == internal {
-		ws.log.Warn("websocket stream failed; the client will resume from its cursor", "err", err)
-	}
-	return f.close, closeReason(err)
+	return conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 }
 
 func (ws *wsConn) deadline() { _ = ws.conn.SetWriteDeadline(time.Now().Add(ws.cfg.WriteTimeout)) }
 
-// deliver writes ev and whatever else is ready.
-func (ws *wsConn) deliver(ctx context.Context, ev *events.Event) error {
-	ws.deadline()
-	if err := ws.sub.Deliver(ctx, ev, ws); err != nil {
-		return err
-	}
-	for range drainMax {
-		select {
-		case ev := <-ws.sub.Live():
-			if err := ws.sub.Deliver(ctx, ev, ws); err != nil {
-				return err
-			}
-		default:
-			return nil
-		}
-	}
-	return nil
-}
+// start sets the first write deadline; a WebSocket has no preamble.
+func (ws *wsConn) start() error { ws.deadline(); return nil }
 
 // prepared builds an event's WebSocket message once for all connections.
 func prepared(ev *events.Event) any {
@@ -246,32 +155,42 @@ func prepared(ev *events.Event) any {
 
 // Event writes the event's shared prepared message.
 func (ws *wsConn) Event(ev *events.Event) error {
-	return ws.conn.WritePreparedMessage(ev.Ext(prepared).(*websocket.PreparedMessage))
+	ws.deadline()
+	return wsWrite(ws.conn.WritePreparedMessage(ev.Ext(prepared).(*websocket.PreparedMessage)))
 }
 
 // Reset tells the client channel's history is gone, with its new position.
-func (ws *wsConn) Reset(channel string) error {
-	return ws.conn.WriteMessage(websocket.TextMessage, events.Control("reset", "channel", channel,
-		"id", ws.sub.Position(channel).String(),
-		"message", "history after your cursor is no longer available; refetch this channel's state"))
-}
+func (ws *wsConn) Reset(channel string) error { return ws.text(resetMessage(ws.sub, channel)) }
 
 // welcome tells the client it is live, with its whole cursor, so a client
 // that has not received an event on some channel can still resume it.
-func (ws *wsConn) welcome() error {
-	ws.deadline()
-	return ws.conn.WriteMessage(websocket.TextMessage, welcome(ws.sub))
+func (ws *wsConn) welcome(msg []byte) error { return ws.text(msg) }
+
+func (ws *wsConn) reply(msg []byte) error { return ws.text(msg) }
+
+// heartbeat sends a ping frame; the reader's pong handler extends its
+// deadline.
+func (ws *wsConn) heartbeat() error {
+	return wsWrite(ws.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(ws.cfg.WriteTimeout)))
 }
 
-// welcome is the connection_established message, the same on both
-// transports: {"type","channels","cursor"}.
-func welcome(sub *events.Subscription) []byte {
-	msg, _ := json.Marshal(struct {
-		Type     string   `json:"type"`
-		Channels []string `json:"channels"`
-		Cursor   string   `json:"cursor"`
-	}{"connection_established", sub.Channels(), string(sub.AppendCursor(nil))})
-	return msg
+// flush has nothing to do: every message is written whole.
+func (ws *wsConn) flush() error { return nil }
+
+// end closes with the ending's code and message as the reason.
+func (ws *wsConn) end(e ending) error { return wsWrite(closeWith(ws.conn, e.close, e.message)) }
+
+func (ws *wsConn) text(msg []byte) error {
+	ws.deadline()
+	return wsWrite(ws.conn.WriteMessage(websocket.TextMessage, msg))
+}
+
+// wsWrite marks a failed write as the client's (see writeError).
+func wsWrite(err error) error {
+	if err != nil {
+		return writeError{err}
+	}
+	return nil
 }
 
 // readLoop reads client messages until the connection ends; pongs extend
@@ -293,7 +212,7 @@ func (ws *wsConn) readLoop() {
 		}
 		_ = ws.conn.SetReadDeadline(time.Now().Add(wait))
 		r := ws.handle(msg)
-		if r.msg == nil && r.code == 0 {
+		if r.msg == nil && r.err == nil {
 			continue
 		}
 		select {
@@ -301,7 +220,7 @@ func (ws *wsConn) readLoop() {
 		case <-ws.quit:
 			continue
 		}
-		if r.code != 0 { // the writer closes: handle nothing more
+		if r.err != nil { // the writer closes: handle nothing more
 			<-ws.quit
 		}
 	}
@@ -336,7 +255,7 @@ func (ws *wsConn) handle(raw []byte) reply {
 	if err := ws.quota.allow(m.Type); err != nil {
 		if errors.Is(err, errFlood) {
 			ws.log.Warn("websocket client flooding past its rate limit; closing it", "limit", ws.cfg.Limits.ActionRate)
-			return reply{code: CloseRateLimited, reason: closeReason(err)}
+			return reply{err: err}
 		}
 		f := classify(err)
 		return reply{msg: events.Control("error", "error", f.code, "message", message(err, f), "request", m.Type)}
