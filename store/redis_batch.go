@@ -60,6 +60,7 @@ type redisWriter struct {
 	queued int           // drafts of the calls in queue
 	room   chan struct{} // closed (and replaced) when the writer takes from the queue
 	closed bool
+	taken  int // calls ever taken from the queue (for tests)
 
 	wake chan struct{} // capacity 1: there is work
 	stop chan struct{} // closed by close
@@ -240,6 +241,7 @@ func (w *redisWriter) take(carry *appendCall) (p []chunk, more bool) {
 			break
 		}
 		taken++
+		w.taken++
 		c.state = callTaken
 		w.queued -= len(c.drafts)
 		if err := c.ctx.Err(); err != nil {
