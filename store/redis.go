@@ -105,6 +105,7 @@ type Redis struct {
 	window  int64 // idempotency window, ms, ≥ 1
 	log     *slog.Logger
 	watcher redisWatcher
+	writer  redisWriter // sends every Append: redis_batch.go
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -173,6 +174,7 @@ func NewRedis(ctx context.Context, client redis.UniversalClient, opt RedisOption
 			return nil, r.fail("load scripts", err)
 		}
 	}
+	r.writer.start(r)
 	return r, nil
 }
 
@@ -180,17 +182,6 @@ func NewRedis(ctx context.Context, client redis.UniversalClient, opt RedisOption
 func (r *Redis) keys(channel string) []string {
 	tag := r.prefix + "{" + channel + "}:"
 	return []string{tag + "m", tag + "s"}
-}
-
-// publishKeys returns the keys of d's publish script: the channel's, and its
-// idempotency key's string when d has one. Channel names have no braces, so
-// the channel's hash tag is the first one, whatever the key holds.
-func (r *Redis) publishKeys(d events.Draft) []string {
-	keys := r.keys(d.Channel)
-	if d.IdempotencyKey != "" {
-		keys = append(keys, r.prefix+"{"+d.Channel+"}:i:"+d.IdempotencyKey)
-	}
-	return keys
 }
 
 func (r *Redis) pubsubChannel() string { return r.prefix + "events" }
@@ -237,10 +228,14 @@ func unavailable(err error) bool {
 	return false
 }
 
-// Append stores drafts, one script per event (see redis_publish.lua), all in
-// one pipeline: one round trip per batch, each channel's events in order. A
-// repeat of an idempotency key seen within the window comes back with Repeat
-// set and the first append's position and time.
+// Append stores drafts, one script per event (see redis_publish.lua), each
+// channel's events in order. Concurrent calls share round trips: the
+// store's writer sends every call queued while a pipeline is in flight as
+// the next pipeline (redis_batch.go), so a lone call costs one round trip
+// and many calls about one each per pipeline. A repeat of an idempotency
+// key seen within the window comes back with Repeat set and the first
+// append's position and time. When ctx ends before the call is sent it is
+// withdrawn and nothing is stored; once sent, the outcome is unknown.
 func (r *Redis) Append(ctx context.Context, drafts []events.Draft) ([]*events.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, r.fail("append", err)
@@ -248,69 +243,10 @@ func (r *Redis) Append(ctx context.Context, drafts []events.Draft) ([]*events.Ev
 	if err := checkKeys(drafts); err != nil {
 		return nil, err
 	}
-	out := make([]*events.Event, 0, len(drafts))
-	reloaded := false
-	for len(out) < len(drafts) {
-		rest := drafts[len(out):]
-		cmds := make([]*redis.Cmd, len(rest))
-		_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, d := range rest {
-				cmds[i] = scriptPublish.EvalSha(ctx, p, r.publishKeys(d), events.NewEpoch(), d.Type, d.Fields,
-					r.ret.MaxEvents, r.maxAge, r.pubsubChannel(), d.Channel, r.window)
-			}
-			return nil
-		})
-		for i, cmd := range cmds {
-			ev, err := appended(rest[i], cmd)
-			if err == nil {
-				out = append(out, ev)
-				continue
-			}
-			// The script cache was flushed (SCRIPT FLUSH, failover): load it and
-			// go on from this event, unless a later one ran, which would break
-			// the order.
-			if !reloaded && redis.HasErrorPrefix(err, "NOSCRIPT") && allNoScript(cmds[i:]) {
-				if err := scriptPublish.Load(ctx, r.client).Err(); err != nil {
-					return out, r.fail("append: reload script", err)
-				}
-				reloaded = true
-				break
-			}
-			return out, r.fail("append", err)
-		}
+	if len(drafts) == 0 {
+		return []*events.Event{}, nil
 	}
-	return out, nil
-}
-
-func allNoScript(cmds []*redis.Cmd) bool {
-	for _, c := range cmds {
-		if !redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-			return false
-		}
-	}
-	return true
-}
-
-// appended makes the stored event from the publish script's answer.
-func appended(d events.Draft, cmd *redis.Cmd) (*events.Event, error) {
-	res, err := cmd.Slice()
-	if err != nil {
-		return nil, err
-	}
-	if len(res) != 4 {
-		return nil, fmt.Errorf("publish script returned %d values, want 4", len(res))
-	}
-	epoch, _ := res[0].(string)
-	seq, _ := res[1].(int64)
-	msText, _ := res[2].(string)
-	repeat, _ := res[3].(int64)
-	ms, err := strconv.ParseInt(msText, 10, 64)
-	if epoch == "" || seq <= 0 || err != nil {
-		return nil, fmt.Errorf("publish script returned %v", res)
-	}
-	ev := events.NewEvent(d, events.Position{Epoch: epoch, Seq: uint64(seq)}, time.UnixMilli(ms))
-	ev.Repeat = repeat == 1
-	return ev, nil
+	return r.writer.append(ctx, drafts)
 }
 
 // Read returns up to limit events of channel after position after, applying
@@ -437,12 +373,14 @@ func (r *Redis) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close stops watching and, when OpenRedis made the client, closes it. It is
-// idempotent.
+// Close stops watching, ends queued appends with ErrClosed (one in flight
+// gets its answer first, within the client's read timeout) and, when
+// OpenRedis made the client, closes it. It is idempotent.
 func (r *Redis) Close() error {
 	r.closeOnce.Do(func() {
 		r.closed.Store(true)
 		r.watcher.close()
+		r.writer.close()
 		if r.owned {
 			r.closeErr = r.client.Close()
 		}

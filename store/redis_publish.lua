@@ -1,36 +1,57 @@
--- Appends one event to a channel's log and publishes it, unless its
--- idempotency key says it is a repeat.
+-- Appends events to one channel's log and publishes each, in the order
+-- given, skipping those whose idempotency key says they are repeats. One
+-- call serves every event of the channel in a pipeline (redis_batch.go):
+-- the epoch check (INFO server), the clock, the trim and the expiries run
+-- once per call, not once per event.
 -- KEYS[1] meta hash (e = epoch, s = last seq, t = last time), KEYS[2] stream,
--- KEYS[3] (only for a draft with an idempotency key) the key's string,
+-- then one key per event that has an idempotency key, in order: its string
 -- "<prefix>{<channel>}:i:<key>", holding "<epoch> <seq> <ms>" of the first
 -- append for one window.
--- ARGV: [1] candidate epoch, [2] type, [3] fields, [4] max events,
---       [5] max age ms, [6] pub/sub channel, [7] channel name,
---       [8] idempotency window ms.
--- Returns {epoch, seq, time ms, 1 for a repeat (nothing stored or published)
--- else 0}.
-local meta, stream, seen = KEYS[1], KEYS[2], KEYS[3]
+-- ARGV: [1] candidate epoch, [2] max events, [3] max age ms, [4] pub/sub
+--       channel, [5] channel name, [6] idempotency window ms, then three per
+--       event: type, fields, "1" when it has an idempotency key else "0".
+-- Returns four values per event: epoch, seq, time ms, and 1 for a repeat
+-- (nothing stored or published) else 0.
+local meta, stream = KEYS[1], KEYS[2]
 local epoch = relay_epoch(meta, stream, ARGV[1])
-if seen then
+local out, key = {}, 2
+local seq, ts -- set by the first event stored
+for i = 7, #ARGV, 3 do
+  local typ, fields, seen = ARGV[i], ARGV[i + 1], nil
+  if ARGV[i + 2] == '1' then
+    key = key + 1
+    seen = KEYS[key]
+  end
   -- A repeat answers the first append's id, even from an epoch since ended.
-  local first = redis.call('GET', seen)
-  if first then
-    local e, s, t = string.match(first, '^(%S+) (%d+) (%d+)$')
-    if e then return {e, tonumber(s), t, 1} end
+  local e, s, t
+  if seen then
+    local first = redis.call('GET', seen)
+    if first then e, s, t = string.match(first, '^(%S+) (%d+) (%d+)$') end
+  end
+  if e then
+    out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = e, tonumber(s), t, 1
+  else
+    if not ts then
+      local m = redis.call('HMGET', meta, 's', 't')
+      seq = tonumber(m[1] or '0')
+      ts = string.format('%d', math.max(relay_now(), tonumber(m[2] or '0')))
+    end
+    seq = seq + 1
+    local id = string.format('%d', seq)
+    redis.call('XADD', stream, 'MAXLEN', ARGV[2], relay_id(seq), 'd', fields, 't', ts, 'y', typ)
+    if seen then
+      redis.call('SET', seen, table.concat({epoch, id, ts}, ' '), 'PX', ARGV[6])
+    end
+    -- Message: "r1\n<channel>\n<epoch>\n<seq>\n<ms>\n<len(type)>\n<type><fields>".
+    redis.call('PUBLISH', ARGV[4], table.concat({'r1', ARGV[5], epoch, id, ts,
+      string.format('%d', #typ), typ .. fields}, '\n'))
+    out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = epoch, seq, ts, 0
   end
 end
-local seq = redis.call('HINCRBY', meta, 's', 1)
-local last = tonumber(redis.call('HGET', meta, 't') or '0')
-local ts = string.format('%d', math.max(relay_now(), last))
-redis.call('HSET', meta, 't', ts)
-redis.call('XADD', stream, 'MAXLEN', ARGV[4], relay_id(seq), 'd', ARGV[3], 't', ts, 'y', ARGV[2])
-relay_trim_aged(stream, tonumber(ts) - tonumber(ARGV[5]))
-redis.call('PEXPIRE', meta, ARGV[5])
-redis.call('PEXPIRE', stream, ARGV[5])
-if seen then
-  redis.call('SET', seen, table.concat({epoch, string.format('%d', seq), ts}, ' '), 'PX', ARGV[8])
+if ts then
+  redis.call('HSET', meta, 's', string.format('%d', seq), 't', ts)
+  relay_trim_aged(stream, tonumber(ts) - tonumber(ARGV[3]))
+  redis.call('PEXPIRE', meta, ARGV[3])
+  redis.call('PEXPIRE', stream, ARGV[3])
 end
--- Message: "r1\n<channel>\n<epoch>\n<seq>\n<ms>\n<len(type)>\n<type><fields>".
-redis.call('PUBLISH', ARGV[6], table.concat({'r1', ARGV[7], epoch, string.format('%d', seq), ts,
-  string.format('%d', #ARGV[2]), ARGV[2] .. ARGV[3]}, '\n'))
-return {epoch, seq, ts, 0}
+return out
