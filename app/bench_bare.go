@@ -23,6 +23,10 @@ const bareBuffer = 1024
 // bareBatch is how many queued messages an SSE subscriber writes per flush.
 const bareBatch = 64
 
+// bareWriteTimeout ends a stream whose client stopped reading, so that
+// shutdown never waits on it.
+const bareWriteTimeout = 10 * time.Second
+
 // bareBroadcaster is the ceiling relay is measured against: one channel,
 // no auth, no log, no JSON. A publish's body is sent as it came, as an SSE
 // "data:" frame on every GET and as a text message on every WebSocket, each
@@ -120,7 +124,9 @@ func (b *bareBroadcaster) serveSSE(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-cache")
 	_, err := io.WriteString(w, "event: connection_established\ndata: "+bareWelcome+"\n\n")
 	for err == nil {
-		err = rc.Flush()
+		if err = rc.Flush(); err != nil {
+			return
+		}
 		select {
 		case <-r.Context().Done():
 			return
@@ -129,6 +135,7 @@ func (b *bareBroadcaster) serveSSE(w http.ResponseWriter, r *http.Request) {
 		case <-s.kicked:
 			return
 		case m := <-s.ch:
+			_ = rc.SetWriteDeadline(time.Now().Add(bareWriteTimeout)) // for the writes and the flush
 			_, err = w.Write(m.sse)
 			for i := 1; i < bareBatch && err == nil && len(s.ch) > 0; i++ {
 				m = <-s.ch
@@ -168,6 +175,7 @@ func (b *bareBroadcaster) serveWS(w http.ResponseWriter, r *http.Request) {
 			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4008, "slow"), time.Now().Add(time.Second))
 			return
 		case m := <-s.ch:
+			_ = conn.SetWriteDeadline(time.Now().Add(bareWriteTimeout))
 			err = conn.WritePreparedMessage(m.ws)
 		}
 	}
