@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -28,10 +27,10 @@ type deliveryResult struct {
 	offered  float64 // events published per second times subscribers
 	p50, p99 time.Duration
 	lost     int
-	perConn  int64 // server memory per idle SSE connection, bytes (0: unknown)
+	perConn  int64 // server memory per idle connection, bytes (0: unknown)
 }
 
-// benchSub is one SSE subscriber; only its goroutine writes it until done.
+// benchSub is one subscriber; only its goroutine writes it until done.
 type benchSub struct {
 	got     int
 	last    time.Time
@@ -39,30 +38,75 @@ type benchSub struct {
 	err     error
 }
 
-// deliveries opens o.subscribers idle SSE streams on one channel (measuring
+// openAll opens n streams at url from n's spread addresses,
+// connectConcurrency at a time, each having had its connection_established,
+// then hands each to read in a goroutine of wg. It returns once all are
+// open, or the first error.
+func openAll(ctx context.Context, bn *benchNet, wg *sync.WaitGroup, n int, tr, url string, read func(i int, s benchStream)) error {
+	var opening sync.WaitGroup
+	dialing := make(chan struct{}, connectConcurrency)
+	errs := make([]error, n)
+	for i := range n {
+		select {
+		case dialing <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		opening.Add(1)
+		wg.Go(func() {
+			s, err := bn.open(ctx, i, tr, url)
+			if err == nil {
+				err = awaitWelcome(s)
+			}
+			errs[i] = err
+			<-dialing
+			opening.Done()
+			if err != nil {
+				if s != nil {
+					s.close()
+				}
+				return
+			}
+			defer s.close()
+			read(i, s)
+		})
+	}
+	opening.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("bench: stream %d of %d: %w", i+1, n, err)
+		}
+	}
+	return nil
+}
+
+// deliveries opens o.subscribers idle streams on one channel (measuring
 // the server's memory growth), then publishes o.rate events a second to them
 // for o.duration, each carrying its send time.
-func (o *benchOpts) deliveries(ctx context.Context, t *benchTarget) (deliveryResult, error) {
+func (o *benchOpts) deliveries(ctx context.Context, t *benchTarget, tr string) (deliveryResult, error) {
 	var res deliveryResult
-	client := &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 8}}
-	defer client.CloseIdleConnections()
+	bn := newBenchNet(o.subscribers, streamsPerAddr)
+	defer bn.close()
 	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel, on every return
 	defer cancel()
 
 	expected := int(float64(o.rate) * o.duration.Seconds())
-	url := t.url + "/events/projects/1/tickets?token=" + t.token(auth.Identity{UserID: "bench", Projects: []string{"1"}})
+	url := t.url + streamPath(tr, "1") + "?token=" + benchSubToken(t)
 	before := t.rss()
 	subs := make([]*benchSub, o.subscribers)
-	var ready, wg sync.WaitGroup
-	dialing := make(chan struct{}, connectConcurrency)
 	for i := range subs {
 		subs[i] = &benchSub{samples: make([]time.Duration, 0, expected)}
-		ready.Add(1)
-		dialing <- struct{}{}
-		wg.Go(func() { subs[i].run(ctx, client, url, expected, func() { ready.Done(); <-dialing }) })
 	}
-	ready.Wait()
-	time.Sleep(settle) // let the server settle before reading its memory
+	err := openAll(ctx, bn, &wg, o.subscribers, tr, url, func(i int, s benchStream) { subs[i].read(s, expected) })
+	if err != nil {
+		return res, err
+	}
+	if err := pause(ctx, settle); err != nil { // let the server settle before reading its memory
+		return res, err
+	}
 	if after := t.rss(); before > 0 && after > before {
 		res.perConn = (after - before) / int64(o.subscribers)
 	}
@@ -96,75 +140,71 @@ func (o *benchOpts) deliveries(ctx context.Context, t *benchTarget) (deliveryRes
 	if total == 0 {
 		return res, fmt.Errorf("bench: no subscriber received an event: %v", subs[0].err)
 	}
-	sortDurations(all)
+	slices.Sort(all)
 	res.rate = float64(total) / last.Sub(start).Seconds()
 	res.p50, res.p99 = all[len(all)/2], all[len(all)*99/100]
 	res.lost = expected*o.subscribers - total
 	return res, nil
 }
 
+// pause waits d, or until ctx ends. It measures a window (memory settling,
+// idle CPU); it never waits for a condition.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // waitOrCancel waits for wg, cancelling the subscribers after grace.
 func waitOrCancel(wg *sync.WaitGroup, cancel context.CancelFunc, grace time.Duration) {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(grace)
+	defer t.Stop()
 	select {
 	case <-done:
-	case <-time.After(grace):
+	case <-t.C:
 		cancel()
 		<-done
 	}
 }
 
-// run reads the stream until it has want events, recording each latency.
-func (s *benchSub) run(ctx context.Context, client *http.Client, url string, want int, ready func()) {
-	readyOnce := sync.OnceFunc(ready)
-	defer readyOnce()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := client.Do(req)
-	if err != nil {
-		s.err = err
-		return
-	}
-	defer resp.Body.Close()
-	br := bufio.NewReader(resp.Body)
-	named := false // inside a named (control) event, not a message
+// read reads the stream until it has want events, recording each latency.
+func (s *benchSub) read(st benchStream, want int) {
 	for s.got < want {
-		line, err := br.ReadSlice('\n')
+		data, welcome, err := st.next()
 		if err != nil {
 			s.err = err
 			return
 		}
-		switch {
-		case len(line) == 1: // the blank line that ends a frame
-			named = false
-		case bytes.HasPrefix(line, []byte("event: ")):
-			named = true
-			readyOnce() // connection_established: the subscription is in place
-		case bytes.HasPrefix(line, []byte("data: ")) && !named:
-			now := time.Now()
-			if sent, ok := sentAt(line); ok {
-				s.samples = append(s.samples, now.Sub(sent))
-			}
-			s.got++
-			s.last = now
+		if welcome {
+			continue
 		}
+		now := time.Now()
+		if ns, ok := intMember(data, `"t":`); ok {
+			s.samples = append(s.samples, now.Sub(time.Unix(0, ns)))
+		}
+		s.got++
+		s.last = now
 	}
 }
 
-// sentAt finds the "t" member (unix nanoseconds) of a bench event's data.
-func sentAt(line []byte) (time.Time, bool) {
-	i := bytes.Index(line, []byte(`"t":`))
+// intMember finds the integer member key (`"t":`) in a bench event's data.
+func intMember(data []byte, key string) (int64, bool) {
+	i := bytes.Index(data, []byte(key))
 	if i < 0 {
-		return time.Time{}, false
+		return 0, false
 	}
-	rest := line[i+4:]
+	rest := data[i+len(key):]
 	j := bytes.IndexAny(rest, ",}")
 	if j < 0 {
-		return time.Time{}, false
+		return 0, false
 	}
-	ns, err := strconv.ParseInt(string(rest[:j]), 10, 64)
-	return time.Unix(0, ns), err == nil
+	n, err := strconv.ParseInt(string(rest[:j]), 10, 64)
+	return n, err == nil
 }
-
-func sortDurations(d []time.Duration) { slices.Sort(d) }

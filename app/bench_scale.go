@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/relaydev/relay/auth"
+)
+
+// scaleEvents is how many events the time to reach every stream is the
+// median of.
+const scaleEvents = 5
+
+type scaleResult struct {
+	streams int
+	addrs   int
+	perConn int64   // server RSS growth per stream, bytes (0: unknown)
+	cpu     float64 // idle CPU, % of one core (-1: unknown)
+	files   uint64  // the server's open file limit (0: unknown)
+	toAll   time.Duration
+	p99     time.Duration // over every stream's latency of every event
+	missing int           // receipts that never came
+}
+
+// scaleEvent is one event's progress: when it was published, and the
+// streams it has still to reach.
+type scaleEvent struct {
+	sent      time.Time
+	remaining atomic.Int64
+	done      chan struct{} // closed when remaining reaches 0
+}
+
+// scale opens o.connections idle streams on one channel, spread over
+// loopback source addresses, reads the server's memory growth and idle CPU
+// (heartbeats running), then publishes scaleEvents events, one at a time,
+// timing each until every stream has it.
+func (o *benchOpts) scale(ctx context.Context, t *benchTarget, tr string) (scaleResult, error) {
+	n := o.connections
+	res := scaleResult{streams: n, cpu: -1, files: t.fileLimit()}
+	bn := newBenchNet(n, streamsPerAddr)
+	res.addrs = len(bn.addrs)
+	defer bn.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	evs := make([]*scaleEvent, scaleEvents)
+	for k := range evs {
+		evs[k] = &scaleEvent{done: make(chan struct{})}
+		evs[k].remaining.Store(int64(n))
+	}
+	recv := make([][scaleEvents]time.Time, n) // recv[i] is written by stream i's goroutine only
+	url := t.url + streamPath(tr, "4") + "?token=" + benchSubToken(t)
+	before := t.rss()
+	err := openAll(ctx, bn, &wg, n, tr, url, func(i int, s benchStream) {
+		for seen := 0; seen < scaleEvents; {
+			data, welcome, err := s.next()
+			if err != nil {
+				return
+			}
+			k, ok := intMember(data, `"n":`)
+			if welcome || !ok || k < 0 || k >= scaleEvents || !recv[i][k].IsZero() {
+				continue
+			}
+			recv[i][k] = time.Now()
+			seen++
+			if evs[k].remaining.Add(-1) == 0 {
+				close(evs[k].done)
+			}
+		}
+	})
+	if err != nil {
+		return res, err
+	}
+	if err := pause(ctx, settle); err != nil {
+		return res, err
+	}
+	if after := t.rss(); before > 0 && after > before {
+		res.perConn = (after - before) / int64(n)
+	}
+	if c0 := t.cpuTicks(); c0 >= 0 {
+		start := time.Now()
+		if err := pause(ctx, o.idleCPU); err != nil {
+			return res, err
+		}
+		if c1 := t.cpuTicks(); c1 >= c0 {
+			res.cpu = 100 * float64(c1-c0) / clockTicks / time.Since(start).Seconds()
+		}
+	}
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	tok := t.token(auth.Identity{UserID: "bench", Publish: []string{"*"}})
+	toAll := make([]time.Duration, 0, scaleEvents)
+	for k, ev := range evs {
+		ev.sent = time.Now()
+		body := fmt.Appendf(nil, `{"channel":"project_4_tickets","type":"bench","data":{"n":%d}}`, k)
+		if _, err := post(ctx, client, t, tok, body); err != nil {
+			return res, err
+		}
+		wait := time.NewTimer(30 * time.Second)
+		select {
+		case <-ev.done:
+		case <-wait.C: // counted as missing below
+		case <-ctx.Done():
+		}
+		wait.Stop()
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+	}
+	cancel()
+	wg.Wait() // every recv is final
+	var lat []time.Duration
+	for k, ev := range evs {
+		var last time.Duration
+		for i := range recv {
+			if recv[i][k].IsZero() {
+				res.missing++
+				continue
+			}
+			d := recv[i][k].Sub(ev.sent)
+			lat = append(lat, d)
+			last = max(last, d)
+		}
+		toAll = append(toAll, last)
+	}
+	slices.Sort(toAll)
+	slices.Sort(lat)
+	res.toAll = toAll[len(toAll)/2]
+	if len(lat) > 0 {
+		res.p99 = lat[len(lat)*99/100]
+	}
+	return res, nil
+}
+
+func (o *benchOpts) printScale(s scaleResult, c figures) {
+	fmt.Fprintf(o.out, "  %d idle streams from %d source addresses (server's open file limit %d):\n", s.streams, s.addrs, s.files)
+	if s.perConn > 0 {
+		fmt.Fprintf(o.out, "    RSS per stream:                           %.1f KiB%s\n", float64(s.perConn)/1024, ratio(float64(s.perConn), float64(c.scalePerConn)))
+	}
+	if s.cpu >= 0 {
+		fmt.Fprintf(o.out, "    idle CPU over %s:                        %.2f%% of one core\n", o.idleCPU, s.cpu)
+	}
+	fmt.Fprintf(o.out, "    one event to every stream (median of %d): %s; p99 per stream %s; %d receipts missing\n",
+		scaleEvents, ms(s.toAll), ms(s.p99), s.missing)
+}
