@@ -266,6 +266,11 @@ func TestMeasureReconnectRate(t *testing.T) {
 			}
 			t.Logf("spread %s: %d of %d streams reconnected to B; peak %d per 100 ms; %d busy 100 ms slots, the last %.1f s after SIGTERM",
 				spread, got, n, peak, busy, float64(last+1)/10)
+			var per []int
+			for i := range last + 1 {
+				per = append(per, bins[i])
+			}
+			t.Logf("new streams on B per 100 ms from SIGTERM: %v", per)
 			b.kill(t) // ends the streams on B, so the readers return
 		})
 	}
