@@ -35,6 +35,7 @@ type config struct {
 	Heartbeat         time.Duration
 	AllowedOrigins    []string
 	ShutdownTimeout   time.Duration
+	ShutdownSpread    time.Duration // within ShutdownTimeout; see checkShutdownSpread
 	StoreTimeout      time.Duration
 	LogLevel          string
 	LogFormat         string
@@ -238,6 +239,15 @@ var settings = []setting{
 		func(c *config, v string) error { c.AllowedOrigins = splitList(v); return nil }},
 	{"RELAY_SHUTDOWN_TIMEOUT", "shutdown-timeout", "4s", "how long a shutdown waits for streams to end (keep under Fly's kill_timeout)",
 		durationSetter(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
+	{"RELAY_SHUTDOWN_SPREAD", "shutdown-spread", "3s", "a shutdown ends its streams over this window, so their clients reconnect to other machines at a steady rate (0: all at once; at most 300s, and 1s under RELAY_SHUTDOWN_TIMEOUT)",
+		func(c *config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return fmt.Errorf("want a duration such as 3s or 1m, or 0 to end every stream at once")
+			}
+			c.ShutdownSpread = d
+			return nil
+		}},
 	{"RELAY_STORE_TIMEOUT", "store-timeout", "3s", "longest a publish or a stream's opening waits for the store before answering 503 store_unavailable",
 		durationSetter(func(c *config) *time.Duration { return &c.StoreTimeout })},
 	{"RELAY_MAX_CONNS_PER_USER", "max-conns-per-user", "100", "streams one user may hold open (per relay process)",
@@ -358,6 +368,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 		c.given = append(c.given, given{setting: s, value: v, source: src})
 	}
+	if err := c.checkShutdownSpread(); err != nil {
+		return c, err
+	}
 	for _, v := range platformVars {
 		if getenv(v) != "" {
 			c.platform = v
@@ -365,6 +378,40 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 	}
 	return c, nil
+}
+
+// Bounds of RELAY_SHUTDOWN_SPREAD: the last stream to end still has
+// spreadMargin (a WebSocket's close handshake) before RELAY_SHUTDOWN_TIMEOUT,
+// and no window is longer than the longest kill timeout Fly allows.
+const (
+	spreadMargin = time.Second
+	maxSpread    = 300 * time.Second
+)
+
+// checkShutdownSpread keeps the spread within the shutdown's deadline. A
+// spread the operator set that does not fit is an error; the default
+// shrinks to fit a short RELAY_SHUTDOWN_TIMEOUT, as a default should not
+// stop relay from starting.
+func (c *config) checkShutdownSpread() error {
+	var g *given
+	for i := range c.given {
+		if c.given[i].setting.env == "RELAY_SHUTDOWN_SPREAD" {
+			g = &c.given[i]
+		}
+	}
+	fit := max(c.ShutdownTimeout-spreadMargin, 0)
+	switch {
+	case c.ShutdownSpread <= fit && c.ShutdownSpread <= maxSpread:
+		return nil
+	case g != nil && g.source == "default":
+		c.ShutdownSpread = min(fit, maxSpread)
+		g.value = c.ShutdownSpread.String()
+		return nil
+	case c.ShutdownSpread > maxSpread:
+		return fmt.Errorf("RELAY_SHUTDOWN_SPREAD=%s: at most %s (Fly's longest kill_timeout)", c.ShutdownSpread, maxSpread)
+	}
+	return fmt.Errorf("RELAY_SHUTDOWN_SPREAD=%s does not fit RELAY_SHUTDOWN_TIMEOUT=%s: every stream must end %s before the timeout; shorten the spread to at most %s or lengthen the timeout (and Fly's kill_timeout with it)",
+		c.ShutdownSpread, c.ShutdownTimeout, spreadMargin, fit)
 }
 
 func intSetter(field func(*config) *int) func(*config, string) error {

@@ -60,6 +60,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			MaxPayload:     cfg.MaxPayload,
 			AllowedOrigins: cfg.AllowedOrigins,
 			StoreTimeout:   cfg.StoreTimeout,
+			ShutdownSpread: cfg.ShutdownSpread,
 			Limits:         limits,
 			Version:        relayVersion(),
 		},

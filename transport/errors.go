@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -56,11 +55,8 @@ type retryHint uint8
 const (
 	retryNone   retryHint = iota // no retry line: the browser's own delay
 	retryBase                    // Config.Retry
-	retrySpread                  // Config.Retry plus up to shutdownSpread: a deploy is no reconnect storm
+	retrySpread                  // a shutdown's: Config.Retry, after an ending spread over Config.ShutdownSpread
 )
-
-// shutdownSpread is the window a shutdown spreads SSE reconnects over.
-const shutdownSpread = 5 * time.Second
 
 // failures maps relay's sentinel errors to HTTP statuses, JSON error codes,
 // WebSocket close codes and stream endings, in one place. The first match

@@ -54,6 +54,13 @@ type Config struct {
 	AllowedOrigins []string
 	// Limits bound what one client may take.
 	Limits Limits
+	// ShutdownSpread is the window over which Shutdown ends the streams:
+	// each ends at a random moment within it (SSE with the Retry hint,
+	// WebSocket with close 1001), so the machines its clients reconnect to
+	// see a steady rate rather than every client at once. Zero (the
+	// default here; relay serve's is RELAY_SHUTDOWN_SPREAD) ends every
+	// stream at once. Keep it under the shutdown's own deadline.
+	ShutdownSpread time.Duration
 	// Version is the build's version, reported by /healthz ("" reports
 	// "dev").
 	Version string

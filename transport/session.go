@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/relaydev/relay/events"
@@ -88,20 +89,30 @@ func (ss *session) history(ctx context.Context) error {
 	return ss.w.flush()
 }
 
-// live streams until the client goes (ctx ends: nil), the server shuts down,
-// the token expires, the subscription ends, a write fails or a client
+// live streams until the client goes (ctx ends: nil), the server shuts down
+// (at a random moment within Config.ShutdownSpread of it), the token expires, the subscription ends, a write fails or a client
 // message asks to end; it returns the error that ended it.
 func (ss *session) live(ctx context.Context) error {
 	heartbeat := time.NewTicker(ss.cfg.Heartbeat)
 	defer heartbeat.Stop()
 	expiry := time.NewTimer(time.Until(ss.expires))
 	defer expiry.Stop()
+	shutdown := ss.shutdown
+	var leave <-chan time.Time // this stream's moment within the shutdown spread
 	for {
 		var err error
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ss.shutdown:
+		case <-shutdown:
+			if ss.cfg.ShutdownSpread <= 0 {
+				return errRestarting
+			}
+			shutdown = nil // go on streaming until this stream's moment
+			t := time.NewTimer(rand.N(ss.cfg.ShutdownSpread))
+			defer t.Stop()
+			leave = t.C
+		case <-leave:
 			return errRestarting
 		case <-expiry.C:
 			return errTokenExpired

@@ -3,7 +3,6 @@ package transport
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"mime"
 	"net"
 	"net/http"
@@ -172,10 +171,8 @@ func (w *sseWire) Reset(channel string) error {
 func (w *sseWire) end(e ending) error {
 	var retry time.Duration
 	switch e.retry {
-	case retryBase:
+	case retryBase, retrySpread: // a shutdown spreads the endings themselves (see session.live)
 		retry = w.cfg.Retry
-	case retrySpread: // spread reconnects so a deploy is no reconnect storm
-		retry = w.cfg.Retry + rand.N(shutdownSpread)
 	}
 	w.buf = append(w.buf[:0], "event: "...)
 	w.buf = append(w.buf, e.event...)

@@ -29,15 +29,15 @@ func isWebSocket(r *http.Request) bool { return websocket.IsWebSocketUpgrade(r) 
 
 func (s *Server) upgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
-		ReadBufferSize:  1024,
+		ReadBufferSize:  128, // client messages are small and rare; gorilla reads larger ones straight through
 		WriteBufferSize: 4096,
 		WriteBufferPool: &writeBuffers,
 		CheckOrigin:     func(r *http.Request) bool { return s.originAllowed(r.Header.Get("Origin"), r) },
 	}
 }
 
-// wsConn is one WebSocket client: the session's goroutine (the handler's)
-// is its only writer, readLoop its only reader, which hands its replies to
+// wsConn is one WebSocket client: the session's goroutine (the handler's
+// during history, then one of its own) is its only writer, readLoop its only reader, which hands its replies to
 // the writer.
 type wsConn struct {
 	srv      *Server
@@ -56,47 +56,59 @@ type wsConn struct {
 // so every event published after the client has its 101 reaches it. A
 // refusal is still sent after the upgrade, as a close code with a reason: an
 // HTTP 401 on the handshake reaches JavaScript only as 1006.
+//
+// Like a hijacked SSE stream, it sends the history from the handler
+// goroutine, whose stack the log reads grow, then hands the live session to
+// a goroutine of its own and returns: net/http's connection goroutine, its
+// buffers and that grown stack are freed, and an idle WebSocket costs two
+// small goroutines (the session, and the reader), its subscription, gorilla's
+// small read buffer and little else (write buffers are pooled).
 func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	if !s.track() { // shutting down: tell the client to go elsewhere
 		return s.refuseWebSocket(c, errRestarting)
 	}
-	defer s.streams.Done()
 	o, err := s.open(c, channels)
 	if err != nil {
+		s.streams.Done()
 		return s.refuseWebSocket(c, err)
 	}
-	defer o.close()
 	conn, err := s.upgrader().Upgrade(c.Response(), c.Request(), nil)
 	if err != nil {
+		o.close()
+		s.streams.Done()
 		return nil // the upgrader has answered with an HTTP error
 	}
-	defer conn.Close()
 
 	log := s.logger.With("transport", "websocket", "user", o.id.UserID)
 	ws := &wsConn{srv: s, conn: conn, sub: o.sub, id: o.id, cfg: &s.cfg,
 		projects: presenceProjects(o.channels), quota: s.limits.conn(o.id.UserID),
-		log: log, replies: make(chan reply, 8), quit: make(chan struct{})}
+		log: log, replies: make(chan reply, 1), quit: make(chan struct{})}
 	ss := s.newSession(o, ws, log, ws.replies)
 	// The client going away (the reader's end) ends the session, and any
 	// log read in progress.
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
 		defer cancel()
 		ws.readLoop()
 	}()
-	err = ss.history(ctx)
-	if err == nil {
-		err = ss.live(ctx)
+	finish := func(err error) {
+		close(ws.quit)
+		if _, sent := ss.finish(ctx, err); sent {
+			lingerClose(readDone)
+		}
+		conn.Close() // ends readLoop
+		<-readDone
+		cancel()
+		o.close()
+		s.streams.Done()
 	}
-	close(ws.quit)
-	if _, sent := ss.finish(ctx, err); sent {
-		lingerClose(readDone)
+	if err := ss.history(ctx); err != nil {
+		finish(err)
+		return nil
 	}
-	conn.Close() // ends readLoop
-	<-readDone
+	go func() { finish(ss.live(ctx)) }()
 	return nil
 }
 
