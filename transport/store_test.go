@@ -98,7 +98,7 @@ func TestSlowConsumerStream(t *testing.T) {
 
 		// Logged before the ending is written, so before the client read it.
 		transportName := map[string]string{sseKind: "sse", wsKind: "websocket"}[kind]
-		if lines := logged.lines("level=INFO", "slow consumer disconnected", "user=1", "transport="+transportName, "duration="); len(lines) != 1 {
+		if lines := logged.lines("level=WARN", "msg=relay.disconnect", "reason=slow_consumer", "user=1", "transport="+transportName, "duration_ms="); len(lines) != 1 {
 			t.Errorf("slow consumer log lines: got %d, want 1; log:\n%s", len(lines), strings.Join(logged.lines(""), "\n"))
 		}
 
