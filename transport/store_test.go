@@ -50,8 +50,8 @@ func (g *gatedLog) Ping(context.Context) error { return g.pingErr }
 
 // TestSlowConsumerStream overflows a stream's live buffer while it is held
 // in its catch-up: the stream ends with a reason (SSE slow_consumer event,
-// WebSocket close 4008), logged at info with its user, transport and
-// duration, and the client resumes from its cursor exactly. Over both
+// WebSocket close 4008), logged as a relay.disconnect warning with its user,
+// transport and duration, and the client resumes from its cursor exactly. Over both
 // stores.
 func TestSlowConsumerStream(t *testing.T) {
 	const ch = "project_1_tickets"
