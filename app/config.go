@@ -44,6 +44,7 @@ type config struct {
 	PresenceTTL       time.Duration
 	NotesMax          int
 	NotesAge          time.Duration
+	MetricsAddr       string // where /metrics is served alone ("": on the main listener)
 	// Limits bound what one client may take (RELAY_MAX_CONNS_PER_USER …);
 	// its TypingRepeat is set by serve from TypingTimeout.
 	Limits transport.Limits
@@ -203,6 +204,8 @@ type setting struct {
 var settings = []setting{
 	{"RELAY_ADDR", "addr", ":8080", "listen address (PORT, when set and RELAY_ADDR is not, gives :$PORT)",
 		func(c *config, v string) error { c.Addr = v; return nil }},
+	{"RELAY_METRICS_ADDR", "metrics-addr", "", "listen address of /metrics alone, e.g. :9091 (unset: /metrics on the main listener)",
+		func(c *config, v string) error { c.MetricsAddr = v; return nil }},
 	{"RELAY_JWT_SECRET", "jwt-secret", "", "HS256 key that verifies tokens (unset: a random one per run, dev only)",
 		func(c *config, v string) error { c.JWTSecret = v; return nil }},
 	{"RELAY_JWT_SECRET_PREVIOUS", "jwt-secret-previous", "", "the HS256 key RELAY_JWT_SECRET replaced, still accepted while its tokens expire (rotation)",

@@ -63,6 +63,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			ShutdownSpread: cfg.ShutdownSpread,
 			Limits:         limits,
 			Version:        relayVersion(),
+			// RELAY_METRICS_ADDR: /metrics on its own listener only.
+			MetricsElsewhere: cfg.MetricsAddr != "",
 		},
 		Auth:   verifier,
 		Routes: func(e *echo.Echo) { registerWeb(e, dev, cfg.DevRemote, []byte(cfg.JWTSecret), logger) },
@@ -89,6 +91,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	metricsURL, stopMetrics, err := serveMetrics(cfg.MetricsAddr, proc.Metrics.Handler(), logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopMetrics()
+	if metricsURL != "" {
+		fmt.Fprintf(stdout, "relay metrics on %s\n", metricsURL)
 	}
 	served := make(chan error, 1)
 	go func() { served <- httpSrv.Serve(ln) }()
@@ -126,6 +137,30 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// serveMetrics serves h at /metrics on addr, alone, until stop; with no addr
+// it does nothing (the main listener serves /metrics). It listens before it
+// returns, so a bad address is an error at start, and returns the URL it
+// serves. stop closes the listener and waits for its goroutine: a scrape cut
+// off is retried by Prometheus.
+func serveMetrics(addr string, h http.Handler, logger *slog.Logger) (url string, stop func(), err error) {
+	if addr == "" {
+		return "", func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("listen on RELAY_METRICS_ADDR %s: %w (set it to a free address, or unset it to serve /metrics on the main listener)", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	url = "http://" + displayAddr(ln.Addr()) + "/metrics"
+	logger.Info("relay.metrics", "url", url)
+	return url, func() { _ = srv.Close(); <-done }, nil
 }
 
 // newVerifier builds the verifier from every configured key and logs what

@@ -26,6 +26,7 @@ type Hub struct {
 	log    Log
 	logger *slog.Logger
 	notes  Notifications // nil: notifications are not kept
+	obs    Observer
 
 	channels sync.Map // channel name -> *channelSubs
 
@@ -49,7 +50,22 @@ type HubOptions struct {
 	Notifications Notifications
 	// Logger receives the hub's warnings; nil discards them.
 	Logger *slog.Logger
+	// Observer, when set, is told of every publish (metrics).
+	Observer Observer
 }
+
+// Observer is told what the hub does, for metrics. Its methods are called on
+// the publishing goroutine: they must be cheap and never block.
+type Observer interface {
+	// Published reports one Publish call: how many events it stored (repeats
+	// of an idempotency key are not counted), how long it took, and its
+	// error.
+	Published(stored int, took time.Duration, err error)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Published(int, time.Duration, error) {}
 
 // NewHub returns a hub over log. Start it before subscribing.
 func NewHub(log Log, opts HubOptions) *Hub {
@@ -57,7 +73,11 @@ func NewHub(log Log, opts HubOptions) *Hub {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{log: log, logger: logger, notes: opts.Notifications, subs: make(map[*Subscription]struct{})}
+	obs := opts.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	return &Hub{log: log, logger: logger, notes: opts.Notifications, obs: obs, subs: make(map[*Subscription]struct{})}
 }
 
 // Start begins watching the log; it returns once watching is in place.
@@ -98,7 +118,9 @@ func (h *Hub) Close() {
 // were delivered but not recorded. A retry with the same idempotency key does
 // not record them either: its events are repeats, which are never recorded.
 func (h *Hub) Publish(ctx context.Context, drafts ...Draft) ([]*Event, error) {
+	start := time.Now()
 	evs, err := h.log.Append(ctx, drafts)
+	h.obs.Published(stored(evs), time.Since(start), err)
 	if err != nil {
 		return evs, fmt.Errorf("publish: %w", err)
 	}
@@ -107,6 +129,17 @@ func (h *Hub) Publish(ctx context.Context, drafts ...Draft) ([]*Event, error) {
 			"err", err, "events", len(evs), "first", evs[0], "last", evs[len(evs)-1])
 	}
 	return evs, nil
+}
+
+// stored counts the events of evs that are not repeats.
+func stored(evs []*Event) int {
+	n := 0
+	for _, ev := range evs {
+		if ev != nil && !ev.Repeat {
+			n++
+		}
+	}
+	return n
 }
 
 // Broadcast sends an ephemeral event (typing, viewing) to every process's

@@ -32,6 +32,8 @@ type Subscription struct {
 	start    Cursor
 	pos      map[string]Position // what the client has, per channel
 
+	reset ResetCause // why the reset being sent happened (see ResetCause)
+
 	live      chan *Event
 	done      chan struct{}
 	failOnce  sync.Once
@@ -89,6 +91,23 @@ func (s *Subscription) fail(err error) {
 		close(s.done)
 	})
 }
+
+// ResetCause is why a channel's history after a client's cursor is gone.
+type ResetCause uint8
+
+const (
+	// ResetTrimmed: the events after the cursor were trimmed by retention
+	// (or the cursor is ahead of the log), in the channel's current epoch.
+	ResetTrimmed ResetCause = iota
+	// ResetNewEpoch: the channel's log started again (reset, a restarted
+	// or failed-over Redis, a channel forgotten after MaxAge), so the
+	// cursor's epoch is not the current one.
+	ResetNewEpoch
+)
+
+// ResetCause is the cause of the reset a Sink is being told of: call it from
+// Sink.Reset.
+func (s *Subscription) ResetCause() ResetCause { return s.reset }
 
 // Position returns the client's position on channel.
 func (s *Subscription) Position(channel string) Position { return s.pos[channel] }
@@ -184,6 +203,10 @@ func (s *Subscription) fillUntil(ctx context.Context, ch string, sink Sink, rese
 			if err != nil {
 				return fmt.Errorf("read %s head: %w", ch, err)
 			}
+			s.reset = ResetTrimmed
+			if head.Epoch != s.pos[ch].Epoch {
+				s.reset = ResetNewEpoch
+			}
 			s.pos[ch] = head
 			return sink.Reset(ch)
 		}
@@ -191,6 +214,7 @@ func (s *Subscription) fillUntil(ctx context.Context, ch string, sink Sink, rese
 			return fmt.Errorf("read %s: %w", ch, err)
 		}
 		if reset {
+			s.reset = ResetNewEpoch
 			if err := sink.Reset(ch); err != nil {
 				return err
 			}

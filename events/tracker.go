@@ -359,3 +359,12 @@ func draft(channel, typ string, fields map[string]any) (Draft, error) {
 	}
 	return Draft{Channel: channel, Type: typ, Fields: raw[1 : len(raw)-1]}, nil
 }
+
+// Online returns how many users this process holds online, counted once per
+// project they are in (a user in two projects counts twice), grace periods
+// included: for metrics.
+func (t *Tracker) Online() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.local)
+}

@@ -61,6 +61,9 @@ type RedisOptions struct {
 	// IdempotencyWindow is how long a channel remembers an idempotency key
 	// (default events.IdempotencyWindow); Redis expires each key after it.
 	IdempotencyWindow time.Duration
+	// OnReconnect, when set, is called each time the Pub/Sub connection is
+	// subscribed again after it was lost (metrics). It must not block.
+	OnReconnect func()
 }
 
 // Redis is an events.Log on Redis Streams, shared by every relay process
@@ -110,6 +113,8 @@ type Redis struct {
 	closeOnce sync.Once
 	closed    atomic.Bool
 	closeErr  error
+
+	onReconnect func() // RedisOptions.OnReconnect, never nil
 }
 
 // OpenRedis connects to the Redis at url ("redis://[user:password@]host:port/db",
@@ -165,6 +170,10 @@ func NewRedis(ctx context.Context, client redis.UniversalClient, opt RedisOption
 		log:    opt.Logger.With("store", "redis", "addr", describe(client)),
 	}
 	r.watcher.r = r
+	r.onReconnect = opt.OnReconnect
+	if r.onReconnect == nil {
+		r.onReconnect = func() {}
+	}
 	r.watcher.subs.Store(&[]*redisSub{})
 	if err := r.client.Ping(ctx).Err(); err != nil {
 		return nil, r.fail("connect", err)

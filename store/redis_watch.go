@@ -214,6 +214,7 @@ func (w *redisWatcher) read(ctx context.Context, ps *redis.PubSub, trk *pubsubTr
 			// Only a new connection confirms a subscription again.
 			if m.Kind == "subscribe" {
 				log.Info("redis pub/sub subscribed again after a reconnect; resyncing subscribers")
+				w.r.onReconnect()
 				w.resync()
 			}
 		case *redis.Message:

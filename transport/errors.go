@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -47,6 +49,9 @@ type failure struct {
 	end      string
 	endClose int
 	retry    retryHint // the SSE retry hint of the ending
+	// reason names a stream ended by this error in the relay.disconnect
+	// log line and relay_disconnects_total ("": reasonError).
+	reason string
 }
 
 // retryHint is the reconnect delay an SSE stream's ending sends.
@@ -67,27 +72,28 @@ var failures = []struct {
 }{
 	{auth.ErrTokenExpired, failure{status: http.StatusUnauthorized, code: "token_expired", close: CloseUnauthorized,
 		hint: "token expired: fetch a fresh token and reconnect",
-		end:  "token_expired", endClose: CloseTokenExpired}},
+		end:  "token_expired", endClose: CloseTokenExpired, reason: reasonTokenExpired}},
 	{auth.ErrUnauthenticated, failure{status: http.StatusUnauthorized, code: "unauthorized", close: CloseUnauthorized,
 		hint: "unauthorized: send a valid token as ?token="}},
 	{auth.ErrForbidden, failure{status: http.StatusForbidden, code: "forbidden", close: CloseForbidden,
 		hint: "forbidden: this token may not read this channel"}},
 	{ErrTooManyConnections, failure{status: http.StatusTooManyRequests, code: "too_many_connections", close: CloseRateLimited,
-		hint: "too many connections: close one, or multiplex channels on one connection"}},
+		hint: "too many connections: close one, or multiplex channels on one connection", reason: reasonRateLimited}},
 	{ErrRateLimited, failure{status: http.StatusTooManyRequests, code: "rate_limited", close: CloseRateLimited,
-		hint: "rate limited: reconnect later, and send less"}},
+		hint: "rate limited: reconnect later, and send less", reason: reasonRateLimited}},
 	{errBodyTimeout, failure{status: http.StatusRequestTimeout, code: "request_timeout", close: CloseBadRequest}},
 	{events.ErrInvalid, failure{status: http.StatusBadRequest, code: "bad_request", close: CloseBadRequest}},
 	{events.ErrTooLarge, failure{status: http.StatusRequestEntityTooLarge, code: "payload_too_large", close: CloseTooBig}},
 	{events.ErrNotFound, failure{status: http.StatusNotFound, code: "not_found", close: CloseNotFound}},
 	{events.ErrSlowConsumer, failure{status: http.StatusServiceUnavailable, code: "slow_consumer", close: CloseSlowConsumer,
 		hint: "you fell behind the event rate; reconnect with your last event id",
-		end:  "slow_consumer"}},
+		end:  "slow_consumer", reason: reasonSlowConsumer}},
 	{events.ErrUnavailable, failure{status: http.StatusServiceUnavailable, code: "store_unavailable", close: CloseTryAgain,
-		hint: "relay's store is unavailable; retry shortly with your last event id", retry: retryBase}},
+		hint: "relay's store is unavailable; retry shortly with your last event id", retry: retryBase,
+		reason: reasonStoreUnavailable}},
 	{events.ErrClosed, failure{status: http.StatusServiceUnavailable, code: "shutting_down", close: CloseGoingAway,
 		hint: "relay is restarting; reconnect with your last event id",
-		end:  "shutdown", retry: retrySpread}},
+		end:  "shutdown", retry: retrySpread, reason: reasonShutdown}},
 }
 
 var internal = failure{status: http.StatusInternalServerError, code: "internal", close: CloseInternal,
@@ -101,6 +107,43 @@ var (
 	errTokenExpired = fmt.Errorf("your token expired: fetch a fresh token and reconnect with your last event id: %w", auth.ErrTokenExpired)
 	errSlowConsumer = fmt.Errorf("you fell behind the event rate; reconnect with your last event id: %w", events.ErrSlowConsumer)
 )
+
+// Why a stream ended: the reason of the relay.disconnect log line and the
+// label of relay_disconnects_total.
+const (
+	reasonClientClosed     = "client_closed"     // the client went away (or closed the WebSocket)
+	reasonTokenExpired     = "token_expired"     // the token's exp passed during the stream
+	reasonSlowConsumer     = "slow_consumer"     // the client fell behind its live buffer
+	reasonShutdown         = "shutdown"          // relay is draining
+	reasonWriteTimeout     = "write_timeout"     // a write to the client did not finish within WriteTimeout
+	reasonRateLimited      = "rate_limited"      // a WebSocket client flooded past its message rate
+	reasonStoreUnavailable = "store_unavailable" // the store did not answer a history read
+	reasonError            = "error"             // anything else: a fault of relay's
+)
+
+// reasons is every reason, in the order above.
+var reasons = []string{reasonClientClosed, reasonTokenExpired, reasonSlowConsumer, reasonShutdown,
+	reasonWriteTimeout, reasonRateLimited, reasonStoreUnavailable, reasonError}
+
+// disconnectReason is why a stream that stopped with err ended (ctx is the
+// stream's: ended when the client went away).
+func disconnectReason(ctx context.Context, err error) string {
+	var we writeError
+	switch {
+	case err == nil, ctx.Err() != nil:
+		return reasonClientClosed
+	case errors.As(err, &we):
+		var ne net.Error
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+			return reasonWriteTimeout
+		}
+		return reasonClientClosed
+	}
+	if r := classify(err).reason; r != "" {
+		return r
+	}
+	return reasonError
+}
 
 // ending is how a live stream ends, on both transports: the SSE event
 // (with its retry hint) and the WebSocket close code, with one message.

@@ -64,6 +64,9 @@ type Config struct {
 	// Version is the build's version, reported by /healthz ("" reports
 	// "dev").
 	Version string
+	// MetricsElsewhere keeps /metrics off the server's routes: the process
+	// serves Metrics.Handler on an address of its own (RELAY_METRICS_ADDR).
+	MetricsElsewhere bool
 }
 
 // Defaults for Config.
@@ -109,6 +112,10 @@ type Deps struct {
 	// Routes, when set, registers more routes (the web client, the demo)
 	// on the server's Echo, after relay's own.
 	Routes func(*echo.Echo)
+	// Metrics receives the streams' series; nil: the server makes its own.
+	// When Presence has an Online() int method (events.Tracker), the
+	// server adds the presence gauge to it.
+	Metrics *Metrics
 }
 
 // Server is relay's HTTP surface. Shutdown ends every stream.
@@ -123,6 +130,7 @@ type Server struct {
 	notes    events.Notifications // nil: notifications are not kept
 	store    events.Pinger        // nil: /readyz does not report the store
 	limits   *limiter
+	metrics  *Metrics
 
 	streamPaths map[string]bool // the stream routes: no body deadline
 
@@ -146,6 +154,14 @@ func NewServer(d Deps, cfg Config, logger *slog.Logger) (*Server, error) {
 	s := &Server{hub: d.Hub, auth: d.Auth, presence: d.Presence, notes: d.Notifications, store: d.Store,
 		cfg: cfg.withDefaults(), logger: logger, shutdown: make(chan struct{}), streamPaths: map[string]bool{}}
 	s.limits = newLimiter(s.cfg.Limits)
+	if s.metrics = d.Metrics; s.metrics == nil {
+		s.metrics = NewMetrics()
+	}
+	if p, ok := d.Presence.(interface{ Online() int }); ok {
+		if err := s.metrics.presenceOnline(p.Online); err != nil {
+			return nil, err
+		}
+	}
 	s.echo = s.routes()
 	if d.Routes != nil {
 		d.Routes(s.echo)
@@ -200,6 +216,9 @@ func (s *Server) routes() *echo.Echo {
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	if !s.cfg.MetricsElsewhere {
+		e.GET("/metrics", echo.WrapHandler(s.metrics.Handler()))
+	}
 
 	// One URL per channel group, SSE or WebSocket by request.
 	stream := func(path string, channels channelsFunc) {

@@ -48,7 +48,8 @@ type reply struct {
 
 // session is one client's stream, whatever its transport: history after the
 // cursor, presence states, the welcome, then the live loop, and its ending.
-// It is the events.Sink's caller: only its goroutine writes to the wire.
+// It is the events.Sink the subscription writes to, in front of its wire:
+// only its goroutine writes to the wire, and it counts what it writes.
 type session struct {
 	w        wire
 	sub      *events.Subscription
@@ -59,11 +60,77 @@ type session struct {
 	shutdown <-chan struct{}
 	replies  <-chan reply // answers from a WebSocket's reader; nil on SSE
 	began    time.Time
+
+	metrics   *Metrics
+	base      *slog.Logger // the server's: relay.connect and relay.disconnect
+	user      string
+	resumed   bool   // the client sent a cursor
+	transport string // set when the stream starts (history)
+
+	// What the session has written: unflushed events are added to the
+	// counters once per flush (one atomic add per batch, none per event).
+	unflushed int
+	sent      int // events written, replayed and live
+	replaying bool
 }
 
 func (s *Server) newSession(o *openStream, w wire, log *slog.Logger, replies <-chan reply) *session {
 	return &session{w: w, sub: o.sub, states: o.states, cfg: &s.cfg, log: log, expires: o.id.Expires,
-		shutdown: s.shutdown, replies: replies, began: time.Now()}
+		shutdown: s.shutdown, replies: replies, began: time.Now(),
+		metrics: s.metrics, base: s.logger, user: o.id.UserID, resumed: len(o.cursor) > 0}
+}
+
+// Event writes a subscription's event to the wire and counts it.
+func (ss *session) Event(ev *events.Event) error {
+	ss.unflushed++
+	return ss.w.Event(ev)
+}
+
+// Reset writes a reset to the wire and counts it by cause.
+func (ss *session) Reset(channel string) error {
+	ss.metrics.resets[ss.sub.ResetCause()].Inc()
+	return ss.w.Reset(channel)
+}
+
+// flush flushes the wire and adds what it carried to the counters.
+func (ss *session) flush() error {
+	ss.count()
+	return ss.w.flush()
+}
+
+func (ss *session) count() {
+	if ss.unflushed == 0 {
+		return
+	}
+	if ss.replaying {
+		ss.metrics.replayed.Add(float64(ss.unflushed))
+	} else {
+		ss.metrics.delivered.Add(float64(ss.unflushed))
+	}
+	ss.sent += ss.unflushed
+	ss.unflushed = 0
+}
+
+// begin counts the stream open and logs relay.connect.
+func (ss *session) begin() {
+	ss.transport = transportOf(ss.w)
+	ss.metrics.connections[ss.transport].Inc()
+	ss.metrics.subs.Add(float64(len(ss.sub.Channels())))
+	ss.base.Info("relay.connect", "transport", ss.transport, "user", ss.user,
+		"channels", len(ss.sub.Channels()), "resumed", ss.resumed)
+}
+
+// transportOf names a wire's transport.
+func transportOf(w wire) string {
+	switch w := w.(type) {
+	case *wsConn:
+		return transportWS
+	case *sseWire:
+		if _, ok := w.out.(*responseWriter); ok {
+			return transportSSEH2
+		}
+	}
+	return transportSSE
 }
 
 // history opens the stream and sends the history after the cursor, the
@@ -71,10 +138,15 @@ func (s *Server) newSession(o *openStream, w wire, log *slog.Logger, replies <-c
 // cursor, so a client learns the cursor of channels that have had no event
 // yet.
 func (ss *session) history(ctx context.Context) error {
+	ss.begin()
 	if err := ss.w.start(); err != nil {
 		return err
 	}
-	if err := ss.sub.Replay(ctx, ss.w); err != nil {
+	ss.replaying = true
+	err := ss.sub.Replay(ctx, ss)
+	ss.count()
+	ss.replaying = false
+	if err != nil {
 		return err
 	}
 	for _, ev := range ss.states {
@@ -86,7 +158,7 @@ func (ss *session) history(ctx context.Context) error {
 	if err := ss.w.welcome(welcome(ss.sub)); err != nil {
 		return err
 	}
-	return ss.w.flush()
+	return ss.flush()
 }
 
 // live streams until the client goes (ctx ends: nil), the server shuts down
@@ -123,7 +195,7 @@ func (ss *session) live(ctx context.Context) error {
 			return errRestarting
 		case <-heartbeat.C:
 			if err = ss.w.heartbeat(); err == nil {
-				err = ss.w.flush()
+				err = ss.flush()
 			}
 		case r := <-ss.replies:
 			if r.err != nil {
@@ -141,47 +213,65 @@ func (ss *session) live(ctx context.Context) error {
 
 // deliver writes ev and whatever else is ready, then flushes once.
 func (ss *session) deliver(ctx context.Context, ev *events.Event) error {
-	if err := ss.sub.Deliver(ctx, ev, ss.w); err != nil {
+	if err := ss.sub.Deliver(ctx, ev, ss); err != nil {
 		return err
 	}
 	for range drainMax {
 		select {
 		case ev := <-ss.sub.Live():
-			if err := ss.sub.Deliver(ctx, ev, ss.w); err != nil {
+			if err := ss.sub.Deliver(ctx, ev, ss); err != nil {
 				return err
 			}
 		default:
-			return ss.w.flush()
+			return ss.flush()
 		}
 	}
-	return ss.w.flush()
+	return ss.flush()
 }
 
 // finish tells the client how the stream ended, unless it is gone (ctx
-// ended, or a write failed), logs the ending, and reports whether an
-// ending was sent. A failure of relay (not of the client) is logged as a
-// warning, a slow consumer at info: both are worth an operator's eye.
+// ended, or a write failed), counts and logs the ending (relay.disconnect:
+// WARN for a slow consumer, a stuck client and relay's own failures, which
+// are worth an operator's eye; INFO otherwise), and reports whether an
+// ending was sent.
 func (ss *session) finish(ctx context.Context, err error) (ending, bool) {
+	ss.count() // what was written but not flushed still counts as sent
+	reason := disconnectReason(ctx, err)
+	var e ending
 	var we writeError
-	if err == nil || errors.As(err, &we) || ctx.Err() != nil {
-		ss.log.Debug("stream ended", "reason", "client_gone", "duration", time.Since(ss.began), "err", err)
-		return ending{}, false
+	sent := !(err == nil || errors.As(err, &we) || ctx.Err() != nil)
+	if sent {
+		e = endingOf(err)
 	}
-	e := endingOf(err)
-	switch {
-	case e.failure == internal || errors.Is(err, events.ErrUnavailable):
-		ss.log.Warn("stream failed; the client will resume from its cursor", "reason", e.event,
-			"duration", time.Since(ss.began), "err", err)
-	case errors.Is(err, events.ErrSlowConsumer):
-		ss.log.Info("slow consumer disconnected: it fell behind its buffer and will resume from its cursor",
-			"reason", e.event, "buffer", events.LiveBuffer, "duration", time.Since(ss.began))
-	default:
-		ss.log.Debug("stream ended", "reason", e.event, "duration", time.Since(ss.began))
+	// Counted and logged before the ending is written: a client that has
+	// read its ending finds it in the log and the metrics.
+	ss.metrics.connections[ss.transport].Dec()
+	ss.metrics.subs.Sub(float64(len(ss.sub.Channels())))
+	ss.metrics.disconnects[reason].Inc()
+
+	level := slog.LevelInfo
+	switch reason {
+	case reasonSlowConsumer, reasonWriteTimeout, reasonStoreUnavailable, reasonError:
+		level = slog.LevelWarn
 	}
-	if werr := ss.w.end(e); werr != nil {
-		ss.log.Debug("could not send the stream's ending", "reason", e.event, "err", werr)
+	attrs := make([]slog.Attr, 0, 10)
+	attrs = append(attrs, slog.String("transport", ss.transport), slog.String("user", ss.user),
+		slog.Int("channels", len(ss.sub.Channels())), slog.Bool("resumed", ss.resumed),
+		slog.String("reason", reason))
+	if sent && ss.transport == transportWS {
+		attrs = append(attrs, slog.Int("close_code", e.close))
 	}
-	return e, true
+	attrs = append(attrs, slog.Int64("duration_ms", time.Since(ss.began).Milliseconds()), slog.Int("events_sent", ss.sent))
+	if reason == reasonError || reason == reasonStoreUnavailable {
+		attrs = append(attrs, slog.Any("err", err))
+	}
+	ss.base.LogAttrs(context.Background(), level, "relay.disconnect", attrs...)
+	if sent {
+		if werr := ss.w.end(e); werr != nil {
+			ss.log.Debug("could not send the stream's ending", "reason", reason, "err", werr)
+		}
+	}
+	return e, sent
 }
 
 // resetMessage is the reset control message for channel, the same on both

@@ -50,8 +50,8 @@ func (g *gatedLog) Ping(context.Context) error { return g.pingErr }
 
 // TestSlowConsumerStream overflows a stream's live buffer while it is held
 // in its catch-up: the stream ends with a reason (SSE slow_consumer event,
-// WebSocket close 4008), logged at info with its user, transport and
-// duration, and the client resumes from its cursor exactly. Over both
+// WebSocket close 4008), logged as a relay.disconnect warning with its user,
+// transport and duration, and the client resumes from its cursor exactly. Over both
 // stores.
 func TestSlowConsumerStream(t *testing.T) {
 	const ch = "project_1_tickets"
@@ -98,7 +98,7 @@ func TestSlowConsumerStream(t *testing.T) {
 
 		// Logged before the ending is written, so before the client read it.
 		transportName := map[string]string{sseKind: "sse", wsKind: "websocket"}[kind]
-		if lines := logged.lines("level=INFO", "slow consumer disconnected", "user=1", "transport="+transportName, "duration="); len(lines) != 1 {
+		if lines := logged.lines("level=WARN", "msg=relay.disconnect", "reason=slow_consumer", "user=1", "transport="+transportName, "duration_ms="); len(lines) != 1 {
 			t.Errorf("slow consumer log lines: got %d, want 1; log:\n%s", len(lines), strings.Join(logged.lines(""), "\n"))
 		}
 

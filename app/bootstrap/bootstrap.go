@@ -47,6 +47,9 @@ type Process struct {
 	Hub           *events.Hub
 	Tracker       *events.Tracker
 	Server        *transport.Server
+	// Metrics are the process's series: the server serves them at /metrics
+	// unless Transport.MetricsElsewhere (then serve Metrics.Handler).
+	Metrics *transport.Metrics
 
 	closers []func() error // in start-up order
 }
@@ -57,7 +60,7 @@ func Build(ctx context.Context, cfg Config) (_ *Process, err error) {
 	if cfg.Auth == nil {
 		return nil, errors.New("bootstrap: Config.Auth is required")
 	}
-	p := &Process{}
+	p := &Process{Metrics: transport.NewMetrics()}
 	defer func() {
 		if err != nil {
 			_ = p.Close()
@@ -66,11 +69,12 @@ func Build(ctx context.Context, cfg Config) (_ *Process, err error) {
 	if err := p.openStore(ctx, cfg); err != nil {
 		return nil, err
 	}
-	log := p.Log
+	log := observe(p.Log, p.Metrics)
 	if cfg.WrapLog != nil {
 		log = cfg.WrapLog(log)
 	}
-	p.Hub = events.NewHub(log, events.HubOptions{Notifications: p.Notifications, Logger: cfg.Logger})
+	p.Hub = events.NewHub(log, events.HubOptions{Notifications: p.Notifications, Logger: cfg.Logger,
+		Observer: p.Metrics})
 	if err := p.Hub.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -80,9 +84,8 @@ func Build(ctx context.Context, cfg Config) (_ *Process, err error) {
 	p.closers = append(p.closers, func() error { p.Tracker.Close(); return nil })
 
 	deps := transport.Deps{Hub: p.Hub, Auth: cfg.Auth, Presence: p.Tracker, Notifications: p.Notifications,
-		Routes: cfg.Routes}
+		Routes: cfg.Routes, Metrics: p.Metrics}
 	if pg, ok := log.(events.Pinger); ok { // readiness pings the log the hub reads
-
 		deps.Store = pg
 	}
 	if p.Server, err = transport.NewServer(deps, cfg.Transport, cfg.Logger); err != nil {
@@ -100,7 +103,8 @@ func (p *Process) openStore(ctx context.Context, cfg Config) error {
 		p.closers = append(p.closers, m.Close)
 		return nil
 	}
-	r, err := store.OpenRedis(ctx, cfg.RedisURL, store.RedisOptions{Prefix: cfg.RedisPrefix, Retention: cfg.Retention, Logger: cfg.Logger})
+	r, err := store.OpenRedis(ctx, cfg.RedisURL, store.RedisOptions{Prefix: cfg.RedisPrefix, Retention: cfg.Retention, Logger: cfg.Logger,
+		OnReconnect: p.Metrics.PubSubReconnected})
 	if err != nil {
 		return err
 	}
