@@ -57,6 +57,14 @@ type Config struct {
 	// Version is the build's version, reported by /healthz ("" reports
 	// "dev").
 	Version string
+	// Authorize is the backend authorization hook (off when its URL is "").
+	Authorize Authorize
+	// KeepPastExpiry keeps a stream open past its token's exp
+	// (RELAY_TOKEN_EXPIRY=keep): the token is checked at connect only, as
+	// Django Channels did. Off by default: an expired or revoked credential
+	// then keeps reading until the stream ends (end it with POST
+	// /api/disconnect).
+	KeepPastExpiry bool
 }
 
 // Defaults for Config.
@@ -116,6 +124,10 @@ type Server struct {
 	notes    events.Notifications // nil: notifications are not kept
 	store    events.Pinger        // nil: /readyz does not report the store
 	limits   *limiter
+	authz    *authorizer // nil: no backend authorization hook
+	registry *registry   // every open stream, by user
+
+	controlDone chan struct{} // closed when listenControl has returned
 
 	streamPaths map[string]bool // the stream routes: no body deadline
 
@@ -139,6 +151,9 @@ func NewServer(d Deps, cfg Config, logger *slog.Logger) (*Server, error) {
 	s := &Server{hub: d.Hub, auth: d.Auth, presence: d.Presence, notes: d.Notifications, store: d.Store,
 		cfg: cfg.withDefaults(), logger: logger, shutdown: make(chan struct{}), streamPaths: map[string]bool{}}
 	s.limits = newLimiter(s.cfg.Limits)
+	s.authz, s.registry = newAuthorizer(s.cfg.Authorize, logger), newRegistry()
+	s.controlDone = make(chan struct{})
+	go s.listenControl()
 	s.echo = s.routes()
 	if d.Routes != nil {
 		d.Routes(s.echo)
@@ -161,7 +176,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.shutdown)
 	})
 	done := make(chan struct{})
-	go func() { s.streams.Wait(); close(done) }()
+	go func() { s.streams.Wait(); <-s.controlDone; close(done) }()
 	select {
 	case <-done:
 		return nil
@@ -214,6 +229,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/api/notifications", s.getNotifications)
 	e.POST("/api/notifications/read", s.postNotificationsRead)
 	e.GET("/api/projects/:id/presence", s.getPresence)
+	s.backendRoutes(e)
 	e.POST("/api/projects/:id/presence", s.postPresence)
 	return e
 }

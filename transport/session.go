@@ -58,11 +58,12 @@ type session struct {
 	shutdown <-chan struct{}
 	replies  <-chan reply // answers from a WebSocket's reader; nil on SSE
 	began    time.Time
+	ended    *liveStream // ended from outside: POST /api/disconnect
 }
 
 func (s *Server) newSession(o *openStream, w wire, log *slog.Logger, replies <-chan reply) *session {
 	return &session{w: w, sub: o.sub, states: o.states, cfg: &s.cfg, log: log, expires: o.id.Expires,
-		shutdown: s.shutdown, replies: replies, began: time.Now()}
+		shutdown: s.shutdown, replies: replies, began: time.Now(), ended: o.live}
 }
 
 // history opens the stream and sends the history after the cursor, the
@@ -94,8 +95,12 @@ func (ss *session) history(ctx context.Context) error {
 func (ss *session) live(ctx context.Context) error {
 	heartbeat := time.NewTicker(ss.cfg.Heartbeat)
 	defer heartbeat.Stop()
-	expiry := time.NewTimer(time.Until(ss.expires))
-	defer expiry.Stop()
+	var expired <-chan time.Time // nil with KeepPastExpiry: never fires
+	if !ss.cfg.KeepPastExpiry {
+		expiry := time.NewTimer(time.Until(ss.expires))
+		defer expiry.Stop()
+		expired = expiry.C
+	}
 	for {
 		var err error
 		select {
@@ -103,8 +108,10 @@ func (ss *session) live(ctx context.Context) error {
 			return nil
 		case <-ss.shutdown:
 			return errRestarting
-		case <-expiry.C:
+		case <-expired:
 			return errTokenExpired
+		case <-ss.ended.done:
+			return ss.ended.err
 		case <-ss.sub.Done():
 			if errors.Is(ss.sub.Err(), events.ErrSlowConsumer) {
 				return errSlowConsumer
