@@ -36,13 +36,18 @@ type config struct {
 	AllowedOrigins    []string
 	ShutdownTimeout   time.Duration
 	StoreTimeout      time.Duration
-	LogLevel          string
-	LogFormat         string
-	PresenceGrace     time.Duration
-	TypingTimeout     time.Duration
-	PresenceTTL       time.Duration
-	NotesMax          int
-	NotesAge          time.Duration
+	// AuthorizeURL, AuthorizeTimeout: the backend authorization hook.
+	AuthorizeURL     string
+	AuthorizeTimeout time.Duration
+	// TokenExpiry is "close" (end a stream at its token's exp) or "keep".
+	TokenExpiry   string
+	LogLevel      string
+	LogFormat     string
+	PresenceGrace time.Duration
+	TypingTimeout time.Duration
+	PresenceTTL   time.Duration
+	NotesMax      int
+	NotesAge      time.Duration
 	// Limits bound what one client may take (RELAY_MAX_CONNS_PER_USER …);
 	// its TypingRepeat is set by serve from TypingTimeout.
 	Limits transport.Limits
@@ -240,6 +245,27 @@ var settings = []setting{
 		durationSetter(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 	{"RELAY_STORE_TIMEOUT", "store-timeout", "3s", "longest a publish or a stream's opening waits for the store before answering 503 store_unavailable",
 		durationSetter(func(c *config) *time.Duration { return &c.StoreTimeout })},
+	{"RELAY_AUTHORIZE_URL", "authorize-url", "", "the app's authorization endpoint, asked about channels a token does not cover (empty: such channels are refused)",
+		func(c *config, v string) error {
+			if v != "" {
+				u, err := url.Parse(v)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("want an http:// or https:// URL, like https://app.example.com/relay/authorize")
+				}
+			}
+			c.AuthorizeURL = v
+			return nil
+		}},
+	{"RELAY_AUTHORIZE_TIMEOUT", "authorize-timeout", "2s", "longest relay waits for the authorization endpoint before refusing (403/4003)",
+		durationSetter(func(c *config) *time.Duration { return &c.AuthorizeTimeout })},
+	{"RELAY_TOKEN_EXPIRY", "token-expiry", "close", "close: end a stream when its token expires (4002); keep: check the token at connect only, as Django Channels did",
+		func(c *config, v string) error {
+			if v != "close" && v != "keep" {
+				return fmt.Errorf("want close or keep")
+			}
+			c.TokenExpiry = v
+			return nil
+		}},
 	{"RELAY_MAX_CONNS_PER_USER", "max-conns-per-user", "100", "streams one user may hold open (per relay process)",
 		intSetter(func(c *config) *int { return &c.Limits.ConnsPerUser })},
 	{"RELAY_MAX_CONNS_PER_IP", "max-conns-per-ip", "2000", "streams one client address (IPv6: its /64) may hold open (per relay process)",
@@ -410,6 +436,8 @@ var redactors = map[string]func(v string) any{
 	"RELAY_JWT_JWKS":            func(v string) any { return redactInline(v, "{", "JWKS JSON") },
 	"RELAY_PUBLISH_KEYS":        publishKeyNames,
 	"REDIS_URL":                 redactURL,
+	"RELAY_AUTHORIZE_URL":       redactURL,
+	"RELAY_TOKEN_EXPIRY":        func(v string) any { return v }, // close or keep: no secret
 }
 
 // redacted stands for a secret in what relay logs.

@@ -62,6 +62,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			StoreTimeout:   cfg.StoreTimeout,
 			Limits:         limits,
 			Version:        relayVersion(),
+			Authorize:      transport.Authorize{URL: cfg.AuthorizeURL, Timeout: cfg.AuthorizeTimeout},
+			KeepPastExpiry: cfg.TokenExpiry == "keep",
 		},
 		Auth:   verifier,
 		Routes: func(e *echo.Echo) { registerWeb(e, dev, cfg.DevRemote, []byte(cfg.JWTSecret), logger) },
