@@ -40,7 +40,10 @@ type config struct {
 	AuthorizeURL     string
 	AuthorizeTimeout time.Duration
 	// TokenExpiry is "close" (end a stream at its token's exp) or "keep".
-	TokenExpiry   string
+	TokenExpiry string
+	// WebhookURL and WebhookSecret: the client-action webhook.
+	WebhookURL    string
+	WebhookSecret string
 	LogLevel      string
 	LogFormat     string
 	PresenceGrace time.Duration
@@ -266,6 +269,19 @@ var settings = []setting{
 			c.TokenExpiry = v
 			return nil
 		}},
+	{"RELAY_WEBHOOK_URL", "webhook-url", "", "where relay POSTs client actions the app records itself (mark_read), signed with RELAY_WEBHOOK_SECRET (empty: off)",
+		func(c *config, v string) error {
+			if v != "" {
+				u, err := url.Parse(v)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("want an http:// or https:// URL, like https://app.example.com/relay/webhook")
+				}
+			}
+			c.WebhookURL = v
+			return nil
+		}},
+	{"RELAY_WEBHOOK_SECRET", "webhook-secret", "", "the HMAC-SHA256 key of webhooks' X-Relay-Signature (the app's RELAY_WEBHOOK_SECRET)",
+		func(c *config, v string) error { c.WebhookSecret = v; return nil }},
 	{"RELAY_MAX_CONNS_PER_USER", "max-conns-per-user", "100", "streams one user may hold open (per relay process)",
 		intSetter(func(c *config) *int { return &c.Limits.ConnsPerUser })},
 	{"RELAY_MAX_CONNS_PER_IP", "max-conns-per-ip", "2000", "streams one client address (IPv6: its /64) may hold open (per relay process)",
@@ -390,6 +406,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 			break
 		}
 	}
+	if c.WebhookURL != "" && len(c.WebhookSecret) < 16 {
+		return c, fmt.Errorf("RELAY_WEBHOOK_URL is set, so RELAY_WEBHOOK_SECRET must be too (at least 16 bytes, the app's RELAY_WEBHOOK_SECRET): unsigned webhooks could be forged")
+	}
 	return c, nil
 }
 
@@ -437,6 +456,8 @@ var redactors = map[string]func(v string) any{
 	"RELAY_PUBLISH_KEYS":        publishKeyNames,
 	"REDIS_URL":                 redactURL,
 	"RELAY_AUTHORIZE_URL":       redactURL,
+	"RELAY_WEBHOOK_URL":         redactURL,
+	"RELAY_WEBHOOK_SECRET":      redactSecret,
 	"RELAY_TOKEN_EXPIRY":        func(v string) any { return v }, // close or keep: no secret
 }
 

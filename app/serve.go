@@ -64,6 +64,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			Version:        relayVersion(),
 			Authorize:      transport.Authorize{URL: cfg.AuthorizeURL, Timeout: cfg.AuthorizeTimeout},
 			KeepPastExpiry: cfg.TokenExpiry == "keep",
+			Webhook:        transport.Webhook{URL: cfg.WebhookURL, Secret: cfg.WebhookSecret},
 		},
 		Auth:   verifier,
 		Routes: func(e *echo.Echo) { registerWeb(e, dev, cfg.DevRemote, []byte(cfg.JWTSecret), logger) },

@@ -138,12 +138,12 @@ const controlRetry = time.Second
 // listenControl acts on the disconnects other processes broadcast, until
 // Shutdown or the hub closes. Its own broadcasts come back too: ending a
 // stream twice is a no-op.
-func (s *Server) listenControl() {
+func (s *Server) listenControl(sub *events.Subscription, err error) {
 	defer close(s.controlDone)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
-		sub, err := s.hub.Subscribe(ctx, []string{ControlChannel}, nil)
-		cancel()
+		if sub == nil && err == nil {
+			sub, err = s.subscribeControl()
+		}
 		if errors.Is(err, events.ErrClosed) {
 			return
 		}
@@ -154,13 +154,22 @@ func (s *Server) listenControl() {
 				return
 			}
 		}
+		sub = nil
 		s.logger.Warn("control channel: disconnects from other relay processes may be missed; subscribing again", "err", err)
 		select {
 		case <-s.shutdown:
 			return
 		case <-time.After(controlRetry):
 		}
+		err = nil
 	}
+}
+
+// subscribeControl subscribes to ControlChannel. With a cursor for the
+// channel it makes no store call (no head to read), so NewServer can call
+// it; since Replay is never called, only live events come.
+func (s *Server) subscribeControl() (*events.Subscription, error) {
+	return s.hub.Subscribe(context.Background(), []string{ControlChannel}, events.Cursor{ControlChannel: events.Beginning})
 }
 
 // readControl reads sub until Shutdown (nil), or until it ends (its error;

@@ -65,6 +65,9 @@ type Config struct {
 	// then keeps reading until the stream ends (end it with POST
 	// /api/disconnect).
 	KeepPastExpiry bool
+	// Webhook posts client actions (mark_read) to the app (off when its
+	// URL is "").
+	Webhook Webhook
 }
 
 // Defaults for Config.
@@ -107,6 +110,11 @@ type Deps struct {
 	Notifications events.Notifications
 	// Store, when set, is pinged by /readyz to report the store's state.
 	Store events.Pinger
+	// Shared says the store is shared by several relay processes (Redis):
+	// the server then listens on ControlChannel for the disconnects other
+	// processes broadcast. In memory there is one process, and nothing to
+	// listen for.
+	Shared bool
 	// Routes, when set, registers more routes (the web client, the demo)
 	// on the server's Echo, after relay's own.
 	Routes func(*echo.Echo)
@@ -126,6 +134,7 @@ type Server struct {
 	limits   *limiter
 	authz    *authorizer // nil: no backend authorization hook
 	registry *registry   // every open stream, by user
+	webhook  *webhook    // nil: no webhooks
 
 	controlDone chan struct{} // closed when listenControl has returned
 
@@ -153,7 +162,12 @@ func NewServer(d Deps, cfg Config, logger *slog.Logger) (*Server, error) {
 	s.limits = newLimiter(s.cfg.Limits)
 	s.authz, s.registry = newAuthorizer(s.cfg.Authorize, logger), newRegistry()
 	s.controlDone = make(chan struct{})
-	go s.listenControl()
+	if d.Shared {
+		go s.listenControl(s.subscribeControl())
+	} else {
+		close(s.controlDone)
+	}
+	s.webhook = newWebhook(s.cfg.Webhook, s.shutdown, logger)
 	s.echo = s.routes()
 	if d.Routes != nil {
 		d.Routes(s.echo)
@@ -176,7 +190,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.shutdown)
 	})
 	done := make(chan struct{})
-	go func() { s.streams.Wait(); <-s.controlDone; close(done) }()
+	go func() { s.streams.Wait(); <-s.controlDone; s.webhook.close(); close(done) }()
 	select {
 	case <-done:
 		return nil
