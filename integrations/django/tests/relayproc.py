@@ -148,11 +148,11 @@ class Subscriber:
 
     def close(self):
         # urllib offers no way to interrupt a blocked read but shutting the socket.
-        sock = self._resp.fp.raw._sock
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        if self._resp.fp is not None:  # None once relay has ended the stream
+            try:
+                self._resp.fp.raw._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self._thread.join(5)
         self._resp.close()
         assert not self._thread.is_alive(), "SSE reader did not end"

@@ -14,6 +14,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 import relay_django
 from relay_django.signals import client_action
+from relay_django.tokens import RelayAccessToken
 
 from . import membership, relayproc
 
@@ -87,7 +88,7 @@ class DisconnectAndCursor(TestCase):
         membership.MEMBERS.clear()
         membership.MEMBERS.update({"alice": {"1"}})
         self.addCleanup(membership.MEMBERS.clear)
-        self.token = str(relay_django.tokens.RelayAccessToken.for_user(self.alice))
+        self.token = str(RelayAccessToken.for_user(self.alice))
 
     def test_disconnect_ends_the_users_streams(self):
         uid = str(self.alice.pk)
