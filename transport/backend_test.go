@@ -293,3 +293,32 @@ func TestDisconnectAcrossProcesses(t *testing.T) {
 		t.Errorf("close %d on the other process, want %d", c.code, transport.CloseForbidden)
 	}
 }
+
+// TestDisconnectDropsCachedAuthorization: after a channel disconnect, the
+// next connect asks the app again instead of trusting the cached allow.
+func TestDisconnectDropsCachedAuthorization(t *testing.T) {
+	tok := stockToken(t, "7")
+	b := newAuthzBackend(t, tok)
+	r := startRelay(t, withConfig(func(c *transport.Config) { c.Authorize = transport.Authorize{URL: b.URL} }))
+	c := mustConnect(t, sseKind, r.url+"/events?channel=project_1_tickets", bearer(tok))
+	if status, out := r.post(t, publisher(t), "/api/disconnect", `{"user_id":"7","channels":["project_1_tickets"]}`); status != http.StatusOK || out["disconnected"] != 1.0 {
+		t.Fatalf("disconnect: %d %v", status, out)
+	}
+	c.ended(t)
+	mustConnect(t, sseKind, r.url+"/events?channel=project_1_tickets", bearer(tok))
+	if got := b.calls.Load(); got != 2 {
+		t.Errorf("backend asked %d times, want 2: the disconnect drops the cached answer", got)
+	}
+}
+
+func TestDisconnectBadInput(t *testing.T) {
+	r := startRelay(t)
+	for _, body := range []string{``, `[]`, `{"user_id":""}`, `{"user_id":"1","channels":["bad name"]}`, `{"user_id":1}`} {
+		if status, out := r.post(t, publisher(t), "/api/disconnect", body); status != http.StatusBadRequest {
+			t.Errorf("body %q: %d %v, want 400", body, status, out)
+		}
+	}
+	if status, _ := r.post(t, "", "/api/disconnect", `{"user_id":"1"}`); status != http.StatusUnauthorized {
+		t.Errorf("no credential: %d, want 401", status)
+	}
+}
