@@ -37,14 +37,22 @@ type config struct {
 	ShutdownTimeout   time.Duration
 	ShutdownSpread    time.Duration // within ShutdownTimeout; see checkShutdownSpread
 	StoreTimeout      time.Duration
-	LogLevel          string
-	LogFormat         string
-	PresenceGrace     time.Duration
-	TypingTimeout     time.Duration
-	PresenceTTL       time.Duration
-	NotesMax          int
-	NotesAge          time.Duration
-	MetricsAddr       string // where /metrics is served alone ("": on the main listener)
+	// AuthorizeURL, AuthorizeTimeout: the backend authorization hook.
+	AuthorizeURL     string
+	AuthorizeTimeout time.Duration
+	// TokenExpiry is "close" (end a stream at its token's exp) or "keep".
+	TokenExpiry string
+	// WebhookURL and WebhookSecret: the client-action webhook.
+	WebhookURL    string
+	WebhookSecret string
+	LogLevel      string
+	LogFormat     string
+	PresenceGrace time.Duration
+	TypingTimeout time.Duration
+	PresenceTTL   time.Duration
+	NotesMax      int
+	NotesAge      time.Duration
+	MetricsAddr   string // where /metrics is served alone ("": on the main listener)
 	// Limits bound what one client may take (RELAY_MAX_CONNS_PER_USER …);
 	// its TypingRepeat is set by serve from TypingTimeout.
 	Limits transport.Limits
@@ -253,6 +261,40 @@ var settings = []setting{
 		}},
 	{"RELAY_STORE_TIMEOUT", "store-timeout", "3s", "longest a publish or a stream's opening waits for the store before answering 503 store_unavailable",
 		durationSetter(func(c *config) *time.Duration { return &c.StoreTimeout })},
+	{"RELAY_AUTHORIZE_URL", "authorize-url", "", "the app's authorization endpoint, asked about channels a token does not cover (empty: such channels are refused)",
+		func(c *config, v string) error {
+			if v != "" {
+				u, err := url.Parse(v)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("want an http:// or https:// URL, like https://app.example.com/relay/authorize")
+				}
+			}
+			c.AuthorizeURL = v
+			return nil
+		}},
+	{"RELAY_AUTHORIZE_TIMEOUT", "authorize-timeout", "2s", "longest relay waits for the authorization endpoint before refusing (403/4003)",
+		durationSetter(func(c *config) *time.Duration { return &c.AuthorizeTimeout })},
+	{"RELAY_TOKEN_EXPIRY", "token-expiry", "close", "close: end a stream when its token expires (4002); keep: check the token at connect only, as Django Channels did",
+		func(c *config, v string) error {
+			if v != "close" && v != "keep" {
+				return fmt.Errorf("want close or keep")
+			}
+			c.TokenExpiry = v
+			return nil
+		}},
+	{"RELAY_WEBHOOK_URL", "webhook-url", "", "where relay POSTs client actions the app records itself (mark_read), signed with RELAY_WEBHOOK_SECRET (empty: off)",
+		func(c *config, v string) error {
+			if v != "" {
+				u, err := url.Parse(v)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("want an http:// or https:// URL, like https://app.example.com/relay/webhook")
+				}
+			}
+			c.WebhookURL = v
+			return nil
+		}},
+	{"RELAY_WEBHOOK_SECRET", "webhook-secret", "", "the HMAC-SHA256 key of webhooks' X-Relay-Signature (the app's RELAY_WEBHOOK_SECRET)",
+		func(c *config, v string) error { c.WebhookSecret = v; return nil }},
 	{"RELAY_MAX_CONNS_PER_USER", "max-conns-per-user", "100", "streams one user may hold open (per relay process)",
 		intSetter(func(c *config) *int { return &c.Limits.ConnsPerUser })},
 	{"RELAY_MAX_CONNS_PER_IP", "max-conns-per-ip", "2000", "streams one client address (IPv6: its /64) may hold open (per relay process)",
@@ -380,6 +422,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 			break
 		}
 	}
+	if c.WebhookURL != "" && len(c.WebhookSecret) < 16 {
+		return c, fmt.Errorf("RELAY_WEBHOOK_URL is set, so RELAY_WEBHOOK_SECRET must be too (at least 16 bytes, the app's RELAY_WEBHOOK_SECRET): unsigned webhooks could be forged")
+	}
 	return c, nil
 }
 
@@ -460,6 +505,10 @@ var redactors = map[string]func(v string) any{
 	"RELAY_JWT_JWKS":            func(v string) any { return redactInline(v, "{", "JWKS JSON") },
 	"RELAY_PUBLISH_KEYS":        publishKeyNames,
 	"REDIS_URL":                 redactURL,
+	"RELAY_AUTHORIZE_URL":       redactURL,
+	"RELAY_WEBHOOK_URL":         redactURL,
+	"RELAY_WEBHOOK_SECRET":      redactSecret,
+	"RELAY_TOKEN_EXPIRY":        func(v string) any { return v }, // close or keep: no secret
 }
 
 // redacted stands for a secret in what relay logs.

@@ -65,6 +65,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			Version:        relayVersion(),
 			// RELAY_METRICS_ADDR: /metrics on its own listener only.
 			MetricsElsewhere: cfg.MetricsAddr != "",
+			Authorize:        transport.Authorize{URL: cfg.AuthorizeURL, Timeout: cfg.AuthorizeTimeout},
+			KeepPastExpiry:   cfg.TokenExpiry == "keep",
+			Webhook:          transport.Webhook{URL: cfg.WebhookURL, Secret: cfg.WebhookSecret},
 		},
 		Auth:   verifier,
 		Routes: func(e *echo.Echo) { registerWeb(e, dev, cfg.DevRemote, []byte(cfg.JWTSecret), logger) },

@@ -74,10 +74,8 @@ func (s *Server) prepare(c echo.Context, channels channelsFunc) (*streamRequest,
 	if err != nil {
 		return nil, err
 	}
-	for _, ch := range chans {
-		if !id.CanSubscribe(ch) {
-			return nil, fmt.Errorf("this token may not read channel %s; ask your backend for a token whose projects or subscribe claim covers it: %w", ch, auth.ErrForbidden)
-		}
+	if id, err = s.authorizeChannels(c, id, chans); err != nil {
+		return nil, err
 	}
 	raw := c.Request().Header.Get("Last-Event-ID")
 	if raw == "" {
@@ -95,6 +93,7 @@ func (s *Server) prepare(c echo.Context, channels channelsFunc) (*streamRequest,
 type openStream struct {
 	*streamRequest
 	sub     *events.Subscription
+	live    *liveStream     // in the registry until close
 	states  []*events.Event // presence_state messages, sent after history
 	offline func()
 	release func() // uncounts the stream from its user's and address's limits
@@ -144,7 +143,10 @@ func (s *Server) open(c echo.Context, channels channelsFunc) (*openStream, error
 		release()
 		return nil, s.storeError(ctx, err)
 	}
-	return &openStream{streamRequest: req, sub: sub, states: states, offline: offline, release: release}, nil
+	live := s.registry.add(req.id.UserID, req.channels)
+	uncount := release
+	release = func() { s.registry.remove(live); uncount() }
+	return &openStream{streamRequest: req, sub: sub, live: live, states: states, offline: offline, release: release}, nil
 }
 
 // close takes the user offline, ends the subscription and uncounts the
@@ -186,4 +188,32 @@ func (s *Server) check(c echo.Context, channels channelsFunc) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"channels": req.channels})
+}
+
+// authorizeChannels refuses channels id's token does not cover, unless the
+// app's authorization hook allows them; it returns id, with the name the
+// app gave when the token has none.
+func (s *Server) authorizeChannels(c echo.Context, id *auth.Identity, chans []string) (*auth.Identity, error) {
+	var uncovered []string
+	for _, ch := range chans {
+		if !id.CanSubscribe(ch) {
+			uncovered = append(uncovered, ch)
+		}
+	}
+	if len(uncovered) == 0 {
+		return id, nil
+	}
+	if s.authz == nil {
+		return nil, fmt.Errorf("this token may not read channel %s; ask your backend for a token whose projects or subscribe claim covers it: %w", uncovered[0], auth.ErrForbidden)
+	}
+	name, err := s.authz.check(c.Request().Context(), auth.TokenFromRequest(c.Request()), id, uncovered)
+	if err != nil {
+		return nil, err
+	}
+	if id.Name == "" && name != "" {
+		cp := *id // the verifier may share id between requests
+		cp.Name = name
+		id = &cp
+	}
+	return id, nil
 }

@@ -75,6 +75,8 @@ var failures = []struct {
 		end:  "token_expired", endClose: CloseTokenExpired, reason: reasonTokenExpired}},
 	{auth.ErrUnauthenticated, failure{status: http.StatusUnauthorized, code: "unauthorized", close: CloseUnauthorized,
 		hint: "unauthorized: send a valid token as ?token="}},
+	{errAccessEnded, failure{status: http.StatusForbidden, code: "forbidden", close: CloseForbidden,
+		hint: "forbidden: the app's backend ended your access", end: "forbidden", endClose: CloseForbidden}},
 	{auth.ErrForbidden, failure{status: http.StatusForbidden, code: "forbidden", close: CloseForbidden,
 		hint: "forbidden: this token may not read this channel"}},
 	{ErrTooManyConnections, failure{status: http.StatusTooManyRequests, code: "too_many_connections", close: CloseRateLimited,

@@ -103,6 +103,7 @@ func (s *Server) postNotificationsRead(c echo.Context) error {
 	if err := body.check(); err != nil {
 		return err
 	}
+	s.webhook.markRead(id.UserID, body.IDs, body.All) // the app's own record, whatever relay keeps
 	changed, unread, err := s.hub.MarkRead(c.Request().Context(), id.UserID, body.IDs, body.All)
 	if err != nil {
 		return err

@@ -67,6 +67,17 @@ type Config struct {
 	// MetricsElsewhere keeps /metrics off the server's routes: the process
 	// serves Metrics.Handler on an address of its own (RELAY_METRICS_ADDR).
 	MetricsElsewhere bool
+	// Authorize is the backend authorization hook (off when its URL is "").
+	Authorize Authorize
+	// KeepPastExpiry keeps a stream open past its token's exp
+	// (RELAY_TOKEN_EXPIRY=keep): the token is checked at connect only, as
+	// Django Channels did. Off by default: an expired or revoked credential
+	// then keeps reading until the stream ends (end it with POST
+	// /api/disconnect).
+	KeepPastExpiry bool
+	// Webhook posts client actions (mark_read) to the app (off when its
+	// URL is "").
+	Webhook Webhook
 }
 
 // Defaults for Config.
@@ -109,6 +120,11 @@ type Deps struct {
 	Notifications events.Notifications
 	// Store, when set, is pinged by /readyz to report the store's state.
 	Store events.Pinger
+	// Shared says the store is shared by several relay processes (Redis):
+	// the server then listens on ControlChannel for the disconnects other
+	// processes broadcast. In memory there is one process, and nothing to
+	// listen for.
+	Shared bool
 	// Routes, when set, registers more routes (the web client, the demo)
 	// on the server's Echo, after relay's own.
 	Routes func(*echo.Echo)
@@ -131,6 +147,11 @@ type Server struct {
 	store    events.Pinger        // nil: /readyz does not report the store
 	limits   *limiter
 	metrics  *Metrics
+	authz    *authorizer // nil: no backend authorization hook
+	registry *registry   // every open stream, by user
+	webhook  *webhook    // nil: no webhooks
+
+	controlDone chan struct{} // closed when listenControl has returned
 
 	streamPaths map[string]bool // the stream routes: no body deadline
 
@@ -162,6 +183,14 @@ func NewServer(d Deps, cfg Config, logger *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.authz, s.registry = newAuthorizer(s.cfg.Authorize, logger), newRegistry()
+	s.controlDone = make(chan struct{})
+	if d.Shared {
+		go s.listenControl(s.subscribeControl())
+	} else {
+		close(s.controlDone)
+	}
+	s.webhook = newWebhook(s.cfg.Webhook, s.shutdown, logger)
 	s.echo = s.routes()
 	if d.Routes != nil {
 		d.Routes(s.echo)
@@ -184,7 +213,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.shutdown)
 	})
 	done := make(chan struct{})
-	go func() { s.streams.Wait(); close(done) }()
+	go func() { s.streams.Wait(); <-s.controlDone; s.webhook.close(); close(done) }()
 	select {
 	case <-done:
 		return nil
@@ -240,6 +269,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/api/notifications", s.getNotifications)
 	e.POST("/api/notifications/read", s.postNotificationsRead)
 	e.GET("/api/projects/:id/presence", s.getPresence)
+	s.backendRoutes(e)
 	e.POST("/api/projects/:id/presence", s.postPresence)
 	return e
 }

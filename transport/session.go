@@ -72,12 +72,13 @@ type session struct {
 	unflushed int
 	sent      int // events written, replayed and live
 	replaying bool
+	ended     *liveStream // ended from outside: POST /api/disconnect
 }
 
 func (s *Server) newSession(o *openStream, w wire, log *slog.Logger, replies <-chan reply) *session {
 	return &session{w: w, sub: o.sub, states: o.states, cfg: &s.cfg, log: log, expires: o.id.Expires,
 		shutdown: s.shutdown, replies: replies, began: time.Now(),
-		metrics: s.metrics, base: s.logger, user: o.id.UserID, resumed: len(o.cursor) > 0}
+		metrics: s.metrics, base: s.logger, user: o.id.UserID, resumed: len(o.cursor) > 0, ended: o.live}
 }
 
 // Event writes a subscription's event to the wire and counts it.
@@ -167,8 +168,12 @@ func (ss *session) history(ctx context.Context) error {
 func (ss *session) live(ctx context.Context) error {
 	heartbeat := time.NewTicker(ss.cfg.Heartbeat)
 	defer heartbeat.Stop()
-	expiry := time.NewTimer(time.Until(ss.expires))
-	defer expiry.Stop()
+	var expired <-chan time.Time // nil with KeepPastExpiry: never fires
+	if !ss.cfg.KeepPastExpiry {
+		expiry := time.NewTimer(time.Until(ss.expires))
+		defer expiry.Stop()
+		expired = expiry.C
+	}
 	shutdown := ss.shutdown
 	var leave <-chan time.Time // this stream's moment within the shutdown spread
 	for {
@@ -186,8 +191,10 @@ func (ss *session) live(ctx context.Context) error {
 			leave = t.C
 		case <-leave:
 			return errRestarting
-		case <-expiry.C:
+		case <-expired:
 			return errTokenExpired
+		case <-ss.ended.done:
+			return ss.ended.err
 		case <-ss.sub.Done():
 			if errors.Is(ss.sub.Err(), events.ErrSlowConsumer) {
 				return errSlowConsumer

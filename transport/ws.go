@@ -299,6 +299,7 @@ func (ws *wsConn) handle(raw []byte) reply {
 		if id := m.id(); id == "" {
 			err = fmt.Errorf(`mark_read needs the notification's "id", a string or a whole number: %w`, events.ErrInvalid)
 		} else {
+			ws.srv.webhook.markRead(ws.id.UserID, []string{id}, false)
 			_, _, err = ws.srv.hub.MarkRead(ctx, ws.id.UserID, []string{id}, false)
 		}
 	default:

@@ -154,6 +154,9 @@ export function sseEventAction(name, message = "") {
     case "slow_consumer":
     case "shutdown":
       return { action: "retry", error: name, message };
+    // The app's backend ended this user's access (POST /api/disconnect).
+    case "forbidden":
+      return { action: "stop", error: "forbidden", message: message || "access to these channels was ended" };
     case "error":
       return { action: "retry", error: "server_error", message };
   }

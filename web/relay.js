@@ -627,7 +627,7 @@ class SSEConn {
       const msg = parse(e.data) || {};
       hooks.reset({ channel: msg.channel, id: msg.id, message: msg.message || "" }, e.lastEventId);
     });
-    for (const name of ["token_expired", "slow_consumer", "shutdown"]) {
+    for (const name of ["token_expired", "slow_consumer", "shutdown", "forbidden"]) {
       es.addEventListener(name, (e) => this._end(sseEventAction(name, (parse(e.data) || {}).message)));
     }
     es.addEventListener("error", (e) => {

@@ -84,7 +84,7 @@ func Build(ctx context.Context, cfg Config) (_ *Process, err error) {
 	p.closers = append(p.closers, func() error { p.Tracker.Close(); return nil })
 
 	deps := transport.Deps{Hub: p.Hub, Auth: cfg.Auth, Presence: p.Tracker, Notifications: p.Notifications,
-		Routes: cfg.Routes, Metrics: p.Metrics}
+		Routes: cfg.Routes, Metrics: p.Metrics, Shared: cfg.RedisURL != ""}
 	if pg, ok := log.(events.Pinger); ok { // readiness pings the log the hub reads
 		deps.Store = pg
 	}

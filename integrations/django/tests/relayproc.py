@@ -20,12 +20,15 @@ RELAY = None
 
 
 class Relay:
-    def __init__(self, secret):
+    def __init__(self, secret, extra_env=None, binary=None):
+        """extra_env: more settings (RELAY_AUTHORIZE_URL …); binary: reuse
+        another Relay's build."""
         self.dir = tempfile.mkdtemp(prefix="relay-bin-")
-        binary = os.environ.get("RELAY_BIN")
+        binary = binary or os.environ.get("RELAY_BIN")
         if not binary:
             binary = os.path.join(self.dir, "relay")
             subprocess.run(["go", "build", "-o", binary, "./app"], cwd=REPO, check=True)
+        self.binary = binary
         self.publish_key = secrets.token_hex(32)
         env = dict(os.environ)
         env.update(
@@ -35,6 +38,7 @@ class Relay:
             REDIS_URL="",
             RELAY_LOG_LEVEL="warn",
         )
+        env.update(extra_env or {})
         for k in ("RELAY_URL", "RELAY_PUBLISH_KEY", "RELAY_PUBLISH_TOKEN", "RELAY_DEV"):
             env.pop(k, None)
         self.log = open(os.path.join(self.dir, "relay.log"), "w+b")
@@ -144,11 +148,11 @@ class Subscriber:
 
     def close(self):
         # urllib offers no way to interrupt a blocked read but shutting the socket.
-        sock = self._resp.fp.raw._sock
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        if self._resp.fp is not None:  # None once relay has ended the stream
+            try:
+                self._resp.fp.raw._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self._thread.join(5)
         self._resp.close()
         assert not self._thread.is_alive(), "SSE reader did not end"

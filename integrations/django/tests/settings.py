@@ -13,6 +13,7 @@ DEBUG = False
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 USE_TZ = True
 ROOT_URLCONF = "tests.urls"
+STATIC_URL = "/static/"  # LiveServerTestCase's static handler needs one
 TEST_RUNNER = "tests.runner.RelayRunner"
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
