@@ -184,6 +184,18 @@ func (h *Hub) resync() {
 	}
 }
 
+// Head returns the cursor a live-only subscriber of channel would start
+// from now (an empty position for a channel with no log): a backend that
+// takes it before reading its own state, and hands both to a page that
+// subscribes from it, misses nothing in between. It registers nothing.
+func (h *Hub) Head(ctx context.Context, channel string) (Position, error) {
+	head, err := h.log.Head(ctx, channel)
+	if err != nil {
+		return Position{}, fmt.Errorf("head %s: %w", channel, err)
+	}
+	return head, nil
+}
+
 // Subscribe registers a subscription to channels, resuming after cursor (nil:
 // live only). Live events are held in its buffer from this moment; the owner
 // calls Replay, then Deliver for each event from Live, and Close at the end.
@@ -203,10 +215,10 @@ func (h *Hub) Subscribe(ctx context.Context, channels []string, cursor Cursor) (
 		if _, ok := cursor[ch]; ok {
 			continue
 		}
-		head, err := h.log.Head(ctx, ch)
+		head, err := h.Head(ctx, ch)
 		if err != nil {
 			s.Close()
-			return nil, fmt.Errorf("subscribe %s: head: %w", ch, err)
+			return nil, fmt.Errorf("subscribe: %w", err)
 		}
 		s.pos[ch] = head
 	}

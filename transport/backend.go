@@ -46,12 +46,10 @@ func (s *Server) getCursor(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.StoreTimeout)
 	defer cancel()
-	sub, err := s.hub.Subscribe(ctx, []string{ch}, nil)
+	pos, err := s.hub.Head(ctx, ch)
 	if err != nil {
 		return s.storeError(ctx, err)
 	}
-	pos := sub.Position(ch)
-	sub.Close()
 	return c.JSON(http.StatusOK, map[string]string{"channel": ch, "cursor": pos.String()})
 }
 
@@ -67,11 +65,7 @@ type disconnectRequest struct {
 // broadcast, on every other; drops the user's cached authorization answers.
 // It answers this process's count.
 func (s *Server) postDisconnect(c echo.Context) error {
-	id, err := s.identifyPublisher(c.Request())
-	if err != nil {
-		return err
-	}
-	body, err := s.readBody(c.Request())
+	id, body, err := s.publisherRequest(c)
 	if err != nil {
 		return err
 	}

@@ -28,11 +28,7 @@ const MaxBatch = 1000
 // first publish's id, in the same body, with Idempotent-Replayed: true when
 // every event of the request was such a repeat.
 func (s *Server) publish(c echo.Context) error {
-	id, err := s.identifyPublisher(c.Request())
-	if err != nil {
-		return err
-	}
-	body, err := s.readBody(c.Request())
+	id, body, err := s.publisherRequest(c)
 	if err != nil {
 		return err
 	}
@@ -163,4 +159,19 @@ func notAllowed(id *auth.Identity, channel string) error {
 		return fmt.Errorf("publish key %s may not publish to %s; add a pattern that covers it to its entry in RELAY_PUBLISH_KEYS: %w", id.PublishKey, channel, auth.ErrForbidden)
 	}
 	return fmt.Errorf("this token may not publish to %s; its publish claim must list a pattern that covers it: %w", channel, auth.ErrForbidden)
+}
+
+// publisherRequest authenticates a backend's request (a publish key or a
+// token with a publish claim) and reads its body, for the routes authorized
+// like publishing.
+func (s *Server) publisherRequest(c echo.Context) (*auth.Identity, []byte, error) {
+	id, err := s.identifyPublisher(c.Request())
+	if err != nil {
+		return nil, nil, err
+	}
+	body, err := s.readBody(c.Request())
+	if err != nil {
+		return nil, nil, err
+	}
+	return id, body, nil
 }
