@@ -8,11 +8,21 @@ import (
 // MaxChannelLen is the longest channel name accepted, in bytes.
 const MaxChannelLen = 200
 
-// ValidateChannel reports whether name is a channel name: 1 to 200 bytes of
-// [A-Za-z0-9_.:-]. The error wraps ErrInvalid and says what is wrong.
+// ReservedPrefix begins the names of relay's own channels (relay.control
+// carries disconnects between processes). Clients and backends can neither
+// subscribe to nor publish on them, whatever their token's patterns say: a
+// subscribe pattern of "*" must not read another user's disconnect.
+const ReservedPrefix = "relay."
+
+// ValidateChannel reports whether name is a channel name clients and
+// backends may use: 1 to 200 bytes of [A-Za-z0-9_.:-], not beginning with
+// ReservedPrefix. The error wraps ErrInvalid and says what is wrong.
 func ValidateChannel(name string) error {
 	if name == "" {
 		return fmt.Errorf("channel name is empty: %w", ErrInvalid)
+	}
+	if strings.HasPrefix(name, ReservedPrefix) {
+		return fmt.Errorf("channel name %q begins with %q, which relay keeps for its own channels; choose another name: %w", name, ReservedPrefix, ErrInvalid)
 	}
 	if len(name) > MaxChannelLen {
 		return fmt.Errorf("channel name is %d bytes, over the %d-byte limit: %w", len(name), MaxChannelLen, ErrInvalid)

@@ -28,6 +28,10 @@ func TestValidateChannel(t *testing.T) {
 		{"non-ASCII", "café", false},
 		{"NUL", "a\x00", false},
 		{"newline", "a\nb", false},
+		{"relay's own (reserved)", "relay.control", false},
+		{"reserved prefix alone", "relay.", false},
+		{"relay without the dot", "relay_events", true},
+		{"the prefix not at the start", "my.relay.control", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := events.ValidateChannel(tc.channel)

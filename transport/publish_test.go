@@ -95,6 +95,7 @@ func TestPublishRefused(t *testing.T) {
 			{"missing type", pub, `{"channel":"project_1_tickets"}`, 400, "bad_request"},
 			{"empty type", pub, `{"channel":"project_1_tickets","type":""}`, 400, "bad_request"},
 			{"invalid channel name", pub, `{"channel":"project 1/tickets","type":"t"}`, 400, "bad_request"},
+			{"relay's own channel, publish *", pub, `{"channel":"relay.control","type":"disconnect","user_id":"1"}`, 400, "bad_request"},
 			{"empty batch", pub, `[]`, 400, "bad_request"},
 			{"malformed batch", pub, `[{"channel":"project_1_tickets","type":"t"},`, 400, "bad_request"},
 			{"batch with one bad event", pub, `[{"channel":"project_1_tickets","type":"t"},{"channel":"project_1_tickets"}]`, 400, "bad_request"},

@@ -19,6 +19,7 @@ func TestRefusals(t *testing.T) {
 	r := startRelay(t)
 	now := time.Now()
 	tok := alice(t)
+	everything := token(t, auth.Identity{UserID: "1", Subscribe: []string{"*"}}, time.Hour)
 	claims := func(extra jwt.MapClaims) jwt.MapClaims {
 		c := jwt.MapClaims{"sub": "1", "projects": []int{1, 2}, "exp": now.Add(time.Hour).Unix()}
 		for k, v := range extra {
@@ -61,6 +62,8 @@ func TestRefusals(t *testing.T) {
 		{"bad channel name", "/events?channel=bad%20name", tok, nil, 400, "bad_request", transport.CloseBadRequest},
 		{"channel name too long", "/events?channel=" + strings.Repeat("c", 201), tok, nil, 400, "bad_request", transport.CloseBadRequest},
 		{"no channel", "/events", tok, nil, 400, "bad_request", transport.CloseBadRequest},
+		// relay's own channel carries other users' disconnects: no pattern reaches it.
+		{"relay's own channel, subscribe *", "/events?channel=relay.control", everything, nil, 400, "bad_request", transport.CloseBadRequest},
 		{"too many channels", "/events?" + strings.Repeat("channel=project_1_tickets&", transport.MaxChannels+1), tok, nil,
 			400, "bad_request", transport.CloseBadRequest},
 	} {
