@@ -59,8 +59,9 @@ type authorizer struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	mu    sync.Mutex
-	cache map[authKey]authEntry
+	mu      sync.Mutex
+	cache   map[authKey]authEntry
+	forgets uint64 // calls of forget so far: an answer asked before one is not cached
 }
 
 type authKey struct{ token, channel string }
@@ -103,7 +104,7 @@ type authorizeAnswer struct {
 // or an error wrapping auth.ErrForbidden that says whether the app refused
 // or could not be reached.
 func (a *authorizer) check(ctx context.Context, token string, id *auth.Identity, channels []string) (string, error) {
-	ask, name, err := a.cached(token, id.UserID, channels)
+	ask, name, gen, err := a.cached(token, id.UserID, channels)
 	if err != nil || len(ask) == 0 {
 		return name, err
 	}
@@ -112,7 +113,7 @@ func (a *authorizer) check(ctx context.Context, token string, id *auth.Identity,
 		a.log.Warn("authorization backend did not answer; refusing the channels", "url", a.cfg.URL, "err", err)
 		return "", fmt.Errorf("the app's authorization backend could not be reached to allow channel %s; retry later: %w", ask[0], auth.ErrForbidden)
 	}
-	a.store(token, id.UserID, ask, ans)
+	a.store(token, id.UserID, ask, ans, gen)
 	for _, ch := range ask {
 		if !slices.Contains(ans.Allow, ch) {
 			return "", fmt.Errorf("the app's authorization backend does not allow this user to read channel %s: %w", ch, auth.ErrForbidden)
@@ -125,8 +126,8 @@ func (a *authorizer) check(ctx context.Context, token string, id *auth.Identity,
 }
 
 // cached answers from the cache: the channels still to ask about, a name,
-// or a cached refusal.
-func (a *authorizer) cached(token, user string, channels []string) ([]string, string, error) {
+// or a cached refusal; and the count of forgets, for store.
+func (a *authorizer) cached(token, user string, channels []string) ([]string, string, uint64, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
@@ -138,12 +139,12 @@ func (a *authorizer) cached(token, user string, channels []string) ([]string, st
 		case !ok || !now.Before(e.expires) || e.user != user:
 			ask = append(ask, ch)
 		case !e.allow:
-			return nil, "", fmt.Errorf("the app's authorization backend does not allow this user to read channel %s: %w", ch, auth.ErrForbidden)
+			return nil, "", 0, fmt.Errorf("the app's authorization backend does not allow this user to read channel %s: %w", ch, auth.ErrForbidden)
 		default:
 			name = e.name
 		}
 	}
-	return ask, name, nil
+	return ask, name, a.forgets, nil
 }
 
 // call POSTs one question to the app.
@@ -181,8 +182,10 @@ func (a *authorizer) call(ctx context.Context, token, user string, channels []st
 }
 
 // store caches an answer: allows for min(ttl, MaxTTL), refusals for
-// min(ttl, maxDenyTTL). A ttl of 0 caches nothing; no ttl means 60 s.
-func (a *authorizer) store(token, user string, channels []string, ans *authorizeAnswer) {
+// min(ttl, maxDenyTTL). A ttl of 0 caches nothing; no ttl means 60 s. An
+// answer asked before a forget (gen is the count when it was asked) is not
+// cached: it may be the access a disconnect has just ended.
+func (a *authorizer) store(token, user string, channels []string, ans *authorizeAnswer, gen uint64) {
 	ttl := 60 * time.Second
 	if ans.TTL != nil {
 		ttl = time.Duration(max(*ans.TTL, 0)) * time.Second
@@ -192,6 +195,9 @@ func (a *authorizer) store(token, user string, channels []string, ans *authorize
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.forgets != gen {
+		return
+	}
 	now := a.now()
 	if len(a.cache)+len(channels) > authorizeCacheSize {
 		a.sweep(now)
@@ -227,6 +233,7 @@ func (a *authorizer) forget(user string, channels []string) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.forgets++
 	for k, e := range a.cache {
 		if e.user == user && (len(channels) == 0 || slices.Contains(channels, k.channel)) {
 			delete(a.cache, k)

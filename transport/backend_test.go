@@ -322,3 +322,78 @@ func TestDisconnectBadInput(t *testing.T) {
 		t.Errorf("no credential: %d, want 401", status)
 	}
 }
+
+// TestDisconnectDuringOpen: a disconnect that arrives while a stream is
+// still opening (here: waiting on the authorization hook) ends that stream
+// too; one it does not cover opens.
+func TestDisconnectDuringOpen(t *testing.T) {
+	tok := stockToken(t, "7")
+	inner := newAuthzBackend(t, tok)
+	asked := make(chan struct{}, 1)
+	release := make(chan struct{})
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked <- struct{}{}
+		<-release
+		inner.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hook.Close)
+	r := startRelay(t, withConfig(func(c *transport.Config) { c.Authorize = transport.Authorize{URL: hook.URL} }))
+	for _, tc := range []struct {
+		name, kind, body, channel string
+		refused                   bool
+	}{
+		{"sse, user", sseKind, `{"user_id":"7"}`, "project_1_tickets", true},
+		{"ws, user", wsKind, `{"user_id":"7"}`, "project_1_tickets", true},
+		{"sse, its channel", sseKind, `{"user_id":"7","channels":["project_1_tickets"]}`, "project_1_tickets", true},
+		{"ws, another channel", wsKind, `{"user_id":"7","channels":["project_1_presence"]}`, "project_1_tickets", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			type result struct {
+				c    *client
+				resp *http.Response
+				err  error
+			}
+			got := make(chan result, 1)
+			go func() {
+				c, resp, err := connect(t, tc.kind, r.url+"/events?channel="+tc.channel, bearer(tok))
+				got <- result{c, resp, err}
+			}()
+			select { // the stream is being authorized, not yet registered
+			case <-asked:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the hook was not asked: an answer from before the last disconnect was cached")
+			}
+			if status, out := r.post(t, publisher(t), "/api/disconnect", tc.body); status != http.StatusOK || out["disconnected"] != 0.0 {
+				t.Fatalf("disconnect: %d %v, want 200 {disconnected: 0}", status, out)
+			}
+			release <- struct{}{}
+			res := <-got
+			if res.err != nil {
+				t.Fatal(res.err)
+			}
+			switch {
+			case !tc.refused:
+				if res.c == nil {
+					t.Fatalf("got status %d, want a stream: the disconnect was for another channel", res.resp.StatusCode)
+				}
+				id := r.mustPublish(t, tc.channel, "ticket_updated", nil)
+				if ev := res.c.event(t).envID(); ev != id {
+					t.Fatalf("got %s, want %s", ev, id)
+				}
+				res.c.close()
+			case tc.kind == sseKind:
+				if res.c != nil || res.resp.StatusCode != http.StatusForbidden {
+					t.Fatalf("got a stream or status %v, want 403: the disconnect covers it", res.resp)
+				}
+			default:
+				if res.c == nil {
+					t.Fatalf("got status %d, want an upgrade closed with %d", res.resp.StatusCode, transport.CloseForbidden)
+				}
+				res.c.ended(t)
+				if res.c.code != transport.CloseForbidden {
+					t.Errorf("close %d, want %d", res.c.code, transport.CloseForbidden)
+				}
+			}
+		})
+	}
+}

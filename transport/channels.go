@@ -115,6 +115,7 @@ func (s *Server) open(c echo.Context, channels channelsFunc) (*openStream, error
 	if err := s.limits.connectAttempt(ip); err != nil {
 		return nil, err
 	}
+	since := s.registry.mark() // a disconnect from now on covers this stream
 	req, err := s.prepare(c, channels)
 	if err != nil {
 		return nil, err
@@ -143,7 +144,13 @@ func (s *Server) open(c echo.Context, channels channelsFunc) (*openStream, error
 		release()
 		return nil, s.storeError(ctx, err)
 	}
-	live := s.registry.add(req.id.UserID, req.channels)
+	live, err := s.registry.add(req.id.UserID, req.channels, since)
+	if err != nil {
+		sub.Close()
+		offline()
+		release()
+		return nil, err
+	}
 	uncount := release
 	release = func() { s.registry.remove(live); uncount() }
 	return &openStream{streamRequest: req, sub: sub, live: live, states: states, offline: offline, release: release}, nil
