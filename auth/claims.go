@@ -31,6 +31,35 @@ type claims struct {
 	TokenType string `json:"token_type,omitempty"`
 }
 
+// claimNames are the claims relay reads, exactly as spelt in claims' tags
+// (a test keeps them in step).
+var claimNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti",
+	"user_id", "name", "projects", "subscribe", "publish", "token_type"}
+
+// UnmarshalJSON reads claims by their exact names. encoding/json alone
+// matches member names regardless of case, so {"sub":"1","SUB":"2"} would
+// be user 2; claim names are case-sensitive (RFC 7519, section 4), and a
+// member that is not exactly one of claimNames is ignored like any other
+// claim relay does not know.
+func (c *claims) UnmarshalJSON(b []byte) error {
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(b, &all); err != nil {
+		return err
+	}
+	exact := make(map[string]json.RawMessage, len(claimNames))
+	for _, name := range claimNames {
+		if v, ok := all[name]; ok {
+			exact[name] = v
+		}
+	}
+	b, err := json.Marshal(exact)
+	if err != nil {
+		return err
+	}
+	type plain claims // without this method
+	return json.Unmarshal(b, (*plain)(c))
+}
+
 // identity checks the decoded claims and turns them into an Identity. Its
 // errors are *claimError or unauthenticated.
 func (c *claims) identity() (*Identity, error) {

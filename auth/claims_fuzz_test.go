@@ -145,9 +145,9 @@ func checkClaimsIdentity(t *testing.T, payload []byte, id *Identity) {
 	}
 }
 
-// claim is the member of the claims object that encoding/json, and so jwt,
-// reads for name: the last whose name matches it regardless of case ("SUB"
-// after "sub" wins). nil when there is none.
+// claim is the member of the claims object that relay reads for name: the
+// last whose name is exactly name (claim names are case-sensitive: "SUB" is
+// not "sub"). nil when there is none.
 func claim(t *testing.T, payload []byte, name string) json.RawMessage {
 	t.Helper()
 	dec := json.NewDecoder(bytes.NewReader(payload))
@@ -164,7 +164,7 @@ func claim(t *testing.T, payload []byte, name string) json.RawMessage {
 		if err := dec.Decode(&v); err != nil {
 			t.Fatalf("accepted claims %q: %v", payload, err)
 		}
-		if strings.EqualFold(key.(string), name) {
+		if key.(string) == name {
 			found = v
 		}
 	}
