@@ -212,12 +212,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		close(s.shutdown)
 	})
-	done := make(chan struct{})
-	go func() { s.streams.Wait(); <-s.controlDone; s.webhook.close(); close(done) }()
+	ended := make(chan struct{})
+	go func() { s.streams.Wait(); <-s.controlDone; close(ended) }()
 	select {
-	case <-done:
+	case <-ended:
+		s.webhook.close(ctx) // what streams queued, until ctx ends
 		return nil
 	case <-ctx.Done():
+		s.webhook.close(ctx) // ctx is over: gives up the queue
 		return fmt.Errorf("transport shutdown: WebSocket streams still open: %w", ctx.Err())
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -43,15 +44,22 @@ const (
 
 // webhook delivers client actions in order, one at a time, from its own
 // goroutine; the Server owns it and stops it at Shutdown.
+//
+// At Shutdown (stop) it stops waiting between retries: an action that
+// failed is given up. It goes on delivering until the streams have ended
+// (close), since they can still send actions during the shutdown spread,
+// then posts what is queued once each, until Shutdown's deadline.
 type webhook struct {
 	cfg    Webhook
 	client *http.Client
 	log    *slog.Logger
 	queue  chan webhookAction
 	stop   chan struct{} // closed by Shutdown
+	finish chan struct{} // closed by close: drain the queue and return
+	once   sync.Once
 	done   chan struct{} // closed when run returns
 	ctx    context.Context
-	cancel context.CancelFunc // ends an attempt in flight: Shutdown
+	cancel context.CancelFunc // ends an attempt in flight: Shutdown's deadline
 }
 
 type webhookAction struct {
@@ -80,7 +88,7 @@ func newWebhook(cfg Webhook, stop chan struct{}, log *slog.Logger) *webhook {
 		cfg.Backoff = time.Second
 	}
 	w := &webhook{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}, log: log,
-		queue: make(chan webhookAction, webhookQueue), stop: stop, done: make(chan struct{})}
+		queue: make(chan webhookAction, webhookQueue), stop: stop, finish: make(chan struct{}), done: make(chan struct{})}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	go w.run()
 	return w
@@ -103,23 +111,28 @@ func (w *webhook) markRead(user string, ids []string, all bool) {
 	}
 }
 
-// close ends the attempt in flight and waits for the goroutine; call it
-// after closing stop.
-func (w *webhook) close() {
-	if w != nil {
-		w.cancel()
-		<-w.done
+// close delivers what is queued, one attempt each, until ctx ends, then
+// ends the attempt in flight and waits for the goroutine. Call it once the
+// streams have ended, after closing stop; it is idempotent.
+func (w *webhook) close(ctx context.Context) {
+	if w == nil {
+		return
 	}
+	w.once.Do(func() { close(w.finish) })
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+	}
+	w.cancel()
+	<-w.done
 }
 
 func (w *webhook) run() {
 	defer close(w.done)
 	for {
 		select {
-		case <-w.stop:
-			if n := len(w.queue); n > 0 {
-				w.log.Warn("shutting down with webhooks undelivered", "actions", n)
-			}
+		case <-w.finish:
+			w.drain()
 			return
 		case a := <-w.queue:
 			w.deliver(a)
@@ -127,29 +140,56 @@ func (w *webhook) run() {
 	}
 }
 
+// drain posts each queued action once (stop is closed: deliver does not
+// retry), and logs how many did not reach the app.
+func (w *webhook) drain() {
+	lost := 0
+	for {
+		select {
+		case a := <-w.queue:
+			if !w.deliver(a) {
+				lost++
+			}
+		default:
+			if lost > 0 {
+				w.log.Warn("shut down with webhook actions undelivered: the app did not take them in time", "actions", lost)
+			}
+			return
+		}
+	}
+}
+
 // deliver posts a until the app takes it (2xx), refuses it for good (4xx
-// other than 408 and 429), it is too old, or Shutdown.
-func (w *webhook) deliver(a webhookAction) {
+// other than 408 and 429), it is too old, or Shutdown; it reports whether
+// the app took it.
+func (w *webhook) deliver(a webhookAction) bool {
 	backoff := w.cfg.Backoff
 	for attempt := 1; ; attempt++ {
 		err := w.post(a.body)
 		if err == nil {
-			return
+			return true
 		}
 		if pe, ok := err.(permanentError); ok {
 			w.log.Warn("webhook refused by the app; not retried", "err", pe)
-			return
+			return false
 		}
 		if time.Since(a.at)+backoff > webhookMaxAge {
 			w.log.Warn("webhook given up after retries", "attempts", attempt, "err", err)
-			return
+			return false
+		}
+		select {
+		case <-w.stop:
+			w.log.Warn("webhook failed while shutting down; not retried", "attempt", attempt, "err", err)
+			return false
+		default:
 		}
 		w.log.Info("webhook failed; retrying", "attempt", attempt, "in", backoff, "err", err)
 		t := time.NewTimer(backoff)
 		select {
 		case <-w.stop:
 			t.Stop()
-			return
+			w.log.Warn("webhook failed while shutting down; not retried", "attempt", attempt, "err", err)
+			return false
 		case <-t.C:
 		}
 		backoff *= 2

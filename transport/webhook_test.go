@@ -1,6 +1,7 @@
 package transport_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -106,10 +107,11 @@ func TestWebhookNeverBlocks(t *testing.T) {
 		case <-r.Context().Done():
 		}
 	}))
-	t.Cleanup(func() { close(stuck); app.Close() })
+	t.Cleanup(app.Close)
 	r := startRelay(t, withConfig(func(c *transport.Config) {
 		c.Webhook = transport.Webhook{URL: app.URL, Secret: "whsec-0123456789abcdef", Timeout: time.Minute}
 	}))
+	t.Cleanup(func() { close(stuck) }) // first: the relay's shutdown then delivers the queue at once
 	start := time.Now()
 	for range 50 {
 		if status, _ := r.post(t, alice(t), "/api/notifications/read", `{"all":true}`); status != http.StatusOK {
@@ -118,5 +120,48 @@ func TestWebhookNeverBlocks(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("50 mark_reads took %v with a stuck webhook, want them unaffected", took)
+	}
+}
+
+// TestWebhookDrainedAtShutdown: actions still queued when the server shuts
+// down are delivered before Shutdown returns, within its deadline.
+func TestWebhookDrainedAtShutdown(t *testing.T) {
+	const key = "whsec-0123456789abcdef"
+	rc := newReceiver(t, key, 0)
+	gate := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-gate // the app is slow: the queue fills behind the first action
+		rc.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(slow.Close)
+	r := startRelay(t, withConfig(func(c *transport.Config) {
+		c.Webhook = transport.Webhook{URL: slow.URL, Secret: key, Timeout: 10 * time.Second}
+	}))
+	const n = 5
+	for i := range n {
+		body, _ := json.Marshal(map[string]any{"ids": []string{string(rune('a' + i))}})
+		if status, _ := r.post(t, alice(t), "/api/notifications/read", string(body)); status >= 500 {
+			t.Fatalf("mark read: %d", status)
+		}
+	}
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- r.srv.Shutdown(ctx)
+	}()
+	close(gate)
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	for i := range n {
+		select {
+		case m := <-rc.got:
+			if ids := m["ids"].([]any); ids[0] != string(rune('a'+i)) {
+				t.Errorf("webhook %d: ids %v, want [%c] (in order)", i, ids, 'a'+i)
+			}
+		default:
+			t.Fatalf("%d of %d actions delivered by the time Shutdown returned", i, n)
+		}
 	}
 }
