@@ -205,7 +205,9 @@ func (ss *session) live(ctx context.Context) error {
 			if r.err != nil {
 				return r.err
 			}
-			err = ss.w.reply(r.msg)
+			if err = ss.w.reply(r.msg); err == nil {
+				err = ss.flush()
+			}
 		case <-ss.sub.Ready():
 			err = ss.deliver(ctx)
 		}
