@@ -13,7 +13,8 @@ import (
 const ReplayPage = 500
 
 // Hub fans the events of a Log out to subscriptions. One Hub serves a whole
-// process; its per-event path takes no lock and allocates nothing.
+// process; its per-event path takes no shared lock: each subscriber's queue
+// has its own, uncontended but for that subscriber's owner.
 type Hub struct {
 	log    Log
 	logger *slog.Logger

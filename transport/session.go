@@ -69,7 +69,7 @@ type session struct {
 	sent      int // events written, replayed and live
 	replaying bool
 	ended     *liveStream     // ended from outside: POST /api/disconnect
-	batch     []*events.Event // the last live batch, handed back to Take
+	batch     []*events.Event // storage for the next Take (see keptBatch)
 }
 
 func (s *Server) newSession(o *openStream, w wire, log *slog.Logger, replies <-chan reply) *session {
@@ -223,14 +223,24 @@ func (ss *session) live(ctx context.Context) error {
 // A Take that ends the subscription (an event waited too long) returns
 // nothing, and the loop then sees Done.
 func (ss *session) deliver(ctx context.Context) error {
-	ss.batch = ss.sub.Take(ss.batch)
-	for _, ev := range ss.batch {
+	batch := ss.sub.Take(ss.batch)
+	ss.batch = nil
+	for _, ev := range batch {
 		if err := ss.sub.Deliver(ctx, ev, ss); err != nil {
 			return err
 		}
 	}
+	clear(batch) // an idle stream holds no event it has sent
+	if cap(batch) <= keptBatch {
+		ss.batch = batch[:0]
+	}
 	return ss.flush()
 }
+
+// keptBatch is the largest batch storage a session keeps for its next Take:
+// a trickle of events allocates nothing, and an idle stream holds no past
+// burst's storage.
+const keptBatch = 32
 
 // finish tells the client how the stream ended, unless it is gone (ctx
 // ended, or a write failed), counts and logs the ending (relay.disconnect:
