@@ -99,8 +99,8 @@ func (s *Subscription) offer(ev *Event) {
 	}
 	q.evs = append(q.evs, ev)
 	q.bytes += n
-	over := len(q.evs) > 1 && q.bytes > s.limits.Bytes ||
-		len(q.evs)%ageCheckEvery == 0 && time.Since(q.since) > s.limits.Age
+	over := len(q.evs) > 1 && q.bytes > s.hub.queue.Bytes ||
+		len(q.evs)%ageCheckEvery == 0 && time.Since(q.since) > s.hub.queue.Age
 	q.mu.Unlock()
 	if over {
 		s.fail(ErrSlowConsumer)
@@ -144,7 +144,7 @@ func (s *Subscription) Take(spare []*Event) []*Event {
 		q.evs, q.bytes = spare[:0], 0
 	}
 	q.mu.Unlock()
-	if len(evs) > 0 && time.Since(since) > s.limits.Age {
+	if len(evs) > 0 && time.Since(since) > s.hub.queue.Age {
 		s.fail(ErrSlowConsumer)
 		return nil
 	}

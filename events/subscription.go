@@ -37,8 +37,7 @@ type Subscription struct {
 
 	reset ResetCause // why the reset being sent happened (see ResetCause)
 
-	q         queue
-	limits    QueueLimits
+	q         queue // bounded by hub.queue
 	done      chan struct{}
 	failOnce  sync.Once
 	err       error
@@ -52,7 +51,6 @@ func newSubscription(h *Hub, channels []string, cursor Cursor) *Subscription {
 		start:    cursor,
 		pos:      make(map[string]Position, len(channels)),
 		q:        queue{ready: make(chan struct{}, 1)},
-		limits:   h.queue,
 		done:     make(chan struct{}),
 	}
 }
