@@ -29,6 +29,7 @@ type benchOpts struct {
 	publishers     int
 	pubSubscribers int
 	pubDuration    time.Duration
+	pubBatch       int
 	catchup        int
 	connections    int
 	idleCPU        time.Duration
@@ -52,6 +53,7 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.IntVar(&o.publishers, "publishers", 8, "many publishers: concurrent publishers, as fast as they can, to one channel")
 	fs.IntVar(&o.pubSubscribers, "publish-subscribers", 10, "many publishers: subscribers that read that channel (and never reconnect)")
 	fs.DurationVar(&o.pubDuration, "publish-duration", 3*time.Second, "many publishers: how long they publish")
+	fs.IntVar(&o.pubBatch, "publish-batch", 1, "many publishers: events per publish (a JSON array), to drive one channel harder than one request per event can; above 1 needs --bare=false")
 	fs.IntVar(&o.catchup, "catchup", 1000, "catch-up: missed events a resuming client reads (0: skip)")
 	fs.IntVar(&o.connections, "connections", 0, "scale: idle streams on one channel, spread over loopback source addresses (0: skip; heavy)")
 	fs.DurationVar(&o.idleCPU, "idle-cpu", 10*time.Second, "scale: how long the server's idle CPU is measured")
@@ -84,6 +86,10 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 		return nil, errors.New("bench: --subscribers, --rate and --duration must be positive")
 	case o.publishers < 1 || o.pubSubscribers < 1 || o.pubDuration <= 0:
 		return nil, errors.New("bench: --publishers, --publish-subscribers and --publish-duration must be positive")
+	case o.pubBatch < 1 || o.pubBatch > 1000:
+		return nil, errors.New("bench: --publish-batch is 1 to 1000 (relay's largest batch)")
+	case o.pubBatch > 1 && o.bare:
+		return nil, errors.New("bench: --publish-batch above 1 needs --bare=false (the bare broadcaster sends a body as one message)")
 	case o.catchup < 0 || o.catchup > 1000:
 		return nil, errors.New("bench: --catchup is 0 to 1000 (one publish batch)")
 	case o.connections < 0 || o.idleCPU <= 0:

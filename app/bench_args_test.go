@@ -32,6 +32,8 @@ func TestBenchFlags(t *testing.T) {
 		{name: "negative connections", args: []string{"--connections", "-1"}, err: "--connections"},
 		{name: "no subscribers", args: []string{"--subscribers", "0"}, err: "must be positive"},
 		{name: "no publishers", args: []string{"--publishers", "0"}, err: "must be positive"},
+		{name: "publish batch beyond relay's", args: []string{"--publish-batch", "1001", "--bare=false"}, err: "--publish-batch"},
+		{name: "publish batch against the bare broadcaster", args: []string{"--publish-batch", "50"}, err: "--bare=false"},
 		{name: "catch-up beyond a batch", args: []string{"--catchup", "1001"}, err: "--catchup"},
 		{name: "stray argument", args: []string{"memory"}, err: `unexpected argument "memory"`},
 		{name: "bad duration", args: []string{"--duration", "ten"}, err: "invalid value"},

@@ -13,7 +13,7 @@ import (
 )
 
 type publishResult struct {
-	accepted  float64 // publishes answered 200, per second
+	accepted  float64 // events accepted (answered 200), per second
 	delivered float64 // events received / (accepted events × subscribers)
 	dropped   int     // subscribers whose stream ended before the last event
 }
@@ -61,7 +61,7 @@ func (o *benchOpts) manyPublishers(ctx context.Context, t *benchTarget, tr strin
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.publishers * 2, DisableCompression: true}}
 	defer client.CloseIdleConnections()
 	tok := t.token(auth.Identity{UserID: "bench", Publish: []string{"*"}})
-	accepted, elapsed, err := publishFlat(ctx, client, t, tok, o.publishers, o.pubDuration)
+	accepted, elapsed, err := publishFlat(ctx, client, t, tok, o.publishers, o.pubBatch, o.pubDuration)
 	if err != nil {
 		return res, err
 	}
@@ -83,11 +83,12 @@ func (o *benchOpts) manyPublishers(ctx context.Context, t *benchTarget, tr strin
 	return res, nil
 }
 
-// publishFlat runs n publishers to project_3_tickets for d and returns how
-// many publishes were accepted and over how long. A publisher stops between
+// publishFlat runs n publishers to project_3_tickets for d, each posting
+// batch events at a time (batch 1: one event object), and returns how many
+// events were accepted and over how long. A publisher stops between
 // requests, never cancelling one: a cancelled publish may still be stored,
 // and subscribers would count an event that accepted does not.
-func publishFlat(ctx context.Context, client *http.Client, t *benchTarget, tok string, n int, d time.Duration) (int, time.Duration, error) {
+func publishFlat(ctx context.Context, client *http.Client, t *benchTarget, tok string, n, batch int, d time.Duration) (int, time.Duration, error) {
 	var wg sync.WaitGroup
 	counts := make([]int, n)
 	errs := make([]error, n)
@@ -96,12 +97,24 @@ func publishFlat(ctx context.Context, client *http.Client, t *benchTarget, tok s
 	for i := range n {
 		wg.Go(func() {
 			for seq := 0; ctx.Err() == nil && time.Now().Before(deadline); seq++ {
-				body := fmt.Appendf(nil, `{"channel":"project_3_tickets","type":"bench","data":{"p":%d,"n":%d}}`, i, seq)
+				var body []byte
+				if batch > 1 {
+					body = append(body, '[')
+				}
+				for j := range batch {
+					if j > 0 {
+						body = append(body, ',')
+					}
+					body = fmt.Appendf(body, `{"channel":"project_3_tickets","type":"bench","data":{"p":%d,"n":%d}}`, i, seq*batch+j)
+				}
+				if batch > 1 {
+					body = append(body, ']')
+				}
 				if _, err := post(ctx, client, t, tok, body); err != nil {
 					errs[i] = err
 					return
 				}
-				counts[i]++
+				counts[i] += batch
 			}
 		})
 	}

@@ -32,6 +32,8 @@ type config struct {
 	HistoryEvents     int
 	HistoryAge        time.Duration
 	MaxPayload        int
+	QueueBytes        int           // each stream's budget of unsent live events
+	QueueAge          time.Duration // and the longest one may wait
 	Heartbeat         time.Duration
 	AllowedOrigins    []string
 	ShutdownTimeout   time.Duration
@@ -234,6 +236,10 @@ var settings = []setting{
 		durationSetter(func(c *config) *time.Duration { return &c.HistoryAge })},
 	{"RELAY_MAX_PAYLOAD", "max-payload", "65536", "largest published event, in bytes",
 		intSetter(func(c *config) *int { return &c.MaxPayload })},
+	{"RELAY_QUEUE_MAX_BYTES", "queue-max-bytes", "1048576", "live events one stream may hold unsent, in encoded bytes, before it is ended as a slow consumer (it resumes from its cursor)",
+		intSetter(func(c *config) *int { return &c.QueueBytes })},
+	{"RELAY_QUEUE_MAX_AGE", "queue-max-age", "10s", "longest a live event may wait unsent before its stream is ended as a slow consumer",
+		durationSetter(func(c *config) *time.Duration { return &c.QueueAge })},
 	{"RELAY_PRESENCE_GRACE", "presence-grace", "5s", "how long a user stays online after their last connection closes (no left/joined flap on reload)",
 		durationSetter(func(c *config) *time.Duration { return &c.PresenceGrace })},
 	{"RELAY_TYPING_TIMEOUT", "typing-timeout", "6s", "typing ends by itself after this long without a refresh",

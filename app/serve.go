@@ -55,6 +55,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Retention:   events.Retention{MaxEvents: cfg.HistoryEvents, MaxAge: cfg.HistoryAge},
 		Notes:       events.NotificationRetention{MaxItems: cfg.NotesMax, MaxAge: cfg.NotesAge},
 		Presence:    events.PresenceConfig{Grace: cfg.PresenceGrace, TypingTimeout: cfg.TypingTimeout, HoldTTL: cfg.PresenceTTL},
+		Queue:       events.QueueLimits{Bytes: cfg.QueueBytes, Age: cfg.QueueAge},
 		Transport: transport.Config{
 			Heartbeat:      cfg.Heartbeat,
 			MaxPayload:     cfg.MaxPayload,

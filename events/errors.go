@@ -19,7 +19,8 @@ var (
 	// ErrCursorGone: the log can no longer answer a cursor: its epoch is not the
 	// channel's (the log was reset) or events after it were trimmed.
 	ErrCursorGone = errors.New("cursor no longer answerable")
-	// ErrSlowConsumer: a subscription fell further behind than its buffer holds.
+	// ErrSlowConsumer: a subscription fell further behind than its queue allows
+	// (QueueLimits: bytes held, or an event's wait).
 	ErrSlowConsumer = errors.New("subscriber too slow")
 	// ErrClosed: the hub or store was closed.
 	ErrClosed = errors.New("closed")

@@ -9,24 +9,18 @@ import (
 	"time"
 )
 
-// LiveBuffer is how many live events a subscription may hold unsent. Fan-out
-// never blocks: a subscription whose buffer is full is ended (once) with
-// ErrSlowConsumer and its client resumes from its cursor, so one slow reader
-// costs a history read, never the server's memory or another reader's
-// latency. 256 events is seconds of backlog at the rates browsers can show,
-// and 2 KiB per idle connection.
-const LiveBuffer = 256
-
 // ReplayPage is how many events a catch-up reads from the log per call.
 const ReplayPage = 500
 
 // Hub fans the events of a Log out to subscriptions. One Hub serves a whole
-// process; its per-event path takes no lock and allocates nothing.
+// process; its per-event path takes no shared lock: each subscriber's queue
+// has its own, uncontended but for that subscriber's owner.
 type Hub struct {
 	log    Log
 	logger *slog.Logger
 	notes  Notifications // nil: notifications are not kept
 	obs    Observer
+	queue  QueueLimits // each subscription's
 
 	channels sync.Map // channel name -> *channelSubs
 
@@ -52,6 +46,9 @@ type HubOptions struct {
 	Logger *slog.Logger
 	// Observer, when set, is told of every publish (metrics).
 	Observer Observer
+	// Queue bounds each subscription's queue of live events (zero fields:
+	// the defaults); a subscription over it ends with ErrSlowConsumer.
+	Queue QueueLimits
 }
 
 // Observer is told what the hub does, for metrics. Its methods are called on
@@ -77,7 +74,8 @@ func NewHub(log Log, opts HubOptions) *Hub {
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Hub{log: log, logger: logger, notes: opts.Notifications, obs: obs, subs: make(map[*Subscription]struct{})}
+	return &Hub{log: log, logger: logger, notes: opts.Notifications, obs: obs, queue: opts.Queue.withDefaults(),
+		subs: make(map[*Subscription]struct{})}
 }
 
 // Start begins watching the log; it returns once watching is in place.
@@ -157,7 +155,7 @@ func (h *Hub) Broadcast(ctx context.Context, d Draft) error {
 }
 
 // deliver is the per-event path: one map load, one atomic load, one
-// non-blocking send per subscriber.
+// queued event (an uncontended lock of its own) per subscriber.
 func (h *Hub) deliver(ev *Event) {
 	v, ok := h.channels.Load(ev.Channel)
 	if !ok {
@@ -197,8 +195,8 @@ func (h *Hub) Head(ctx context.Context, channel string) (Position, error) {
 }
 
 // Subscribe registers a subscription to channels, resuming after cursor (nil:
-// live only). Live events are held in its buffer from this moment; the owner
-// calls Replay, then Deliver for each event from Live, and Close at the end.
+// live only). Live events are held in its queue from this moment; the owner
+// calls Replay, then Deliver for each event it Takes, and Close at the end.
 //
 // A channel without a cursor starts at its head, taken here, after the
 // subscription is in the fan-out lists: every event appended once Subscribe

@@ -118,18 +118,13 @@ func testPresenceRedisOutage(t *testing.T, srv *redistest.Server, fault func(*te
 	wantOnline(t, a, all...)
 	var seen []string
 	drain := func() {
-		for {
-			select {
-			case ev := <-sub.Live():
-				var m struct {
-					Action string `json:"action"`
-					UserID string `json:"user_id"`
-				}
-				if err := json.Unmarshal(ev.JSON(), &m); err == nil && ev.Type == "user_status" {
-					seen = append(seen, m.Action+" "+m.UserID)
-				}
-			default:
-				return
+		for _, ev := range sub.Take(nil) {
+			var m struct {
+				Action string `json:"action"`
+				UserID string `json:"user_id"`
+			}
+			if err := json.Unmarshal(ev.JSON(), &m); err == nil && ev.Type == "user_status" {
+				seen = append(seen, m.Action+" "+m.UserID)
 			}
 		}
 	}

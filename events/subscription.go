@@ -24,8 +24,11 @@ type Sink interface {
 var resyncMarker = &Event{}
 
 // Subscription is one connection's view of some channels: exact replay after
-// a cursor, then live events with no gap and no duplicate. Replay, Deliver,
-// Position and AppendCursor belong to the one goroutine that owns it.
+// a cursor, then live events with no gap and no duplicate. Live events wait
+// in its queue (see QueueLimits) until the owner takes them: on each value
+// from Ready, Take the batch and pass its events to Deliver. Replay, Take,
+// Deliver, Position and AppendCursor belong to the one goroutine that owns
+// it.
 type Subscription struct {
 	hub      *Hub
 	channels []string
@@ -34,7 +37,7 @@ type Subscription struct {
 
 	reset ResetCause // why the reset being sent happened (see ResetCause)
 
-	live      chan *Event
+	q         queue // bounded by hub.queue
 	done      chan struct{}
 	failOnce  sync.Once
 	err       error
@@ -47,16 +50,13 @@ func newSubscription(h *Hub, channels []string, cursor Cursor) *Subscription {
 		channels: channels,
 		start:    cursor,
 		pos:      make(map[string]Position, len(channels)),
-		live:     make(chan *Event, LiveBuffer),
+		q:        queue{ready: make(chan struct{}, 1)},
 		done:     make(chan struct{}),
 	}
 }
 
 // Channels returns the subscription's channels, in the order given.
 func (s *Subscription) Channels() []string { return s.channels }
-
-// Live is the subscription's buffer of live events; pass each to Deliver.
-func (s *Subscription) Live() <-chan *Event { return s.live }
 
 // Done is closed when the hub ends the subscription; Err then says why
 // (ErrSlowConsumer or ErrClosed).
@@ -72,23 +72,21 @@ func (s *Subscription) Err() error {
 	}
 }
 
-// Close unregisters the subscription. It is idempotent.
+// Close unregisters the subscription and drops its queue. It is idempotent.
 func (s *Subscription) Close() {
-	s.closeOnce.Do(func() { s.hub.unsubscribe(s) })
+	s.closeOnce.Do(func() {
+		s.hub.unsubscribe(s)
+		s.q.stop()
+	})
 }
 
-func (s *Subscription) offer(ev *Event) {
-	select {
-	case s.live <- ev:
-	default:
-		s.fail(ErrSlowConsumer)
-	}
-}
-
+// fail ends the subscription with err, once: Done closes and the queue takes
+// nothing more.
 func (s *Subscription) fail(err error) {
 	s.failOnce.Do(func() {
 		s.err = err
 		close(s.done)
+		s.q.stop()
 	})
 }
 

@@ -83,59 +83,13 @@ func ids(evs ...*events.Event) []string {
 	return out
 }
 
-// drain delivers every buffered live event in order.
+// drain delivers every queued live event in order.
 func drain(t *testing.T, sub *events.Subscription, s *sink) {
 	t.Helper()
-	for {
-		select {
-		case ev := <-sub.Live():
-			if err := sub.Deliver(context.Background(), ev, s); err != nil {
-				t.Fatal(err)
-			}
-		default:
-			return
+	for _, ev := range sub.Take(nil) {
+		if err := sub.Deliver(context.Background(), ev, s); err != nil {
+			t.Fatal(err)
 		}
-	}
-}
-
-func TestSlowConsumer(t *testing.T) {
-	hub := newHub(t, events.Retention{})
-	slow := subscribe(t, hub, []string{"c"}, nil)
-	other := subscribe(t, hub, []string{"c"}, nil)
-	if err := slow.Replay(context.Background(), &sink{}); err != nil {
-		t.Fatal(err)
-	}
-
-	publish(t, hub, "c", events.LiveBuffer)
-	select {
-	case <-slow.Done():
-		t.Fatalf("Done closed with a full but not overflowing buffer")
-	default:
-	}
-	if err := slow.Err(); err != nil {
-		t.Errorf("Err before overflow: got %v, want nil", err)
-	}
-	drain(t, other, &sink{}) // the other subscriber keeps up
-
-	publish(t, hub, "c", 1) // one more than the buffer holds
-	select {
-	case <-slow.Done():
-	default:
-		t.Fatal("Done still open after overflowing the buffer")
-	}
-	if err := slow.Err(); !errors.Is(err, events.ErrSlowConsumer) {
-		t.Errorf("Err: got %v, want ErrSlowConsumer", err)
-	}
-	// Exactly once: more overflows and the hub's Close neither panic nor
-	// change the reason.
-	publish(t, hub, "c", 10)
-	hub.Close()
-	if err := slow.Err(); !errors.Is(err, events.ErrSlowConsumer) {
-		t.Errorf("Err after more overflows and Close: got %v, want ErrSlowConsumer", err)
-	}
-	// The reader that kept up was not held back; Close ended it instead.
-	if err := other.Err(); !errors.Is(err, events.ErrClosed) {
-		t.Errorf("other's Err: got %v, want ErrClosed", err)
 	}
 }
 
@@ -152,8 +106,8 @@ func TestHubSubscribers(t *testing.T) {
 		t.Errorf("Subscribers after a Close: got %d, want 1", n)
 	}
 	publish(t, hub, "d", 1)
-	if len(a.Live()) != 0 {
-		t.Errorf("a closed subscription got %d live events, want none", len(a.Live()))
+	if n := len(a.Take(nil)); n != 0 {
+		t.Errorf("a closed subscription got %d live events, want none", n)
 	}
 	b.Close()
 	hub.Close()
@@ -237,8 +191,8 @@ func TestDeliver(t *testing.T) {
 	}
 	evs := publish(t, hub, "c", 5)
 	d := publish(t, hub, "d", 2)
-	for range 7 {
-		<-sub.Live() // the test hands events to Deliver itself
+	if n := len(sub.Take(nil)); n != 7 { // the test hands events to Deliver itself
+		t.Fatalf("queued %d live events, want 7", n)
 	}
 	steps := []struct {
 		name string
@@ -287,8 +241,8 @@ func TestDeliverEmptyPosition(t *testing.T) {
 	}
 	evs := publish(t, hub, "c", 3)
 	d := publish(t, hub, "d", 1)
-	for range 4 {
-		<-sub.Live() // the test hands events to Deliver itself
+	if n := len(sub.Take(nil)); n != 4 { // the test hands events to Deliver itself
+		t.Fatalf("queued %d live events, want 4", n)
 	}
 	for _, st := range []struct {
 		name string
@@ -554,8 +508,8 @@ func TestDeliverFirstEventReadsNothing(t *testing.T) {
 	}
 	before := log.reads.Load()
 	evs := publish(t, hub, "c", 2)
-	for range 2 {
-		if err := sub.Deliver(ctx, <-sub.Live(), s); err != nil {
+	for _, ev := range sub.Take(nil) {
+		if err := sub.Deliver(ctx, ev, s); err != nil {
 			t.Fatal(err)
 		}
 	}

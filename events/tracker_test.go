@@ -59,24 +59,20 @@ func (w *presenceWorld) seen(t *testing.T) []string {
 	t.Helper()
 	synctest.Wait()
 	var out []string
-	for {
-		select {
-		case ev := <-w.sub.Live():
-			var m struct {
-				Action   string `json:"action"`
-				UserID   string `json:"user_id"`
-				IsTyping *bool  `json:"is_typing"`
-			}
-			_ = json.Unmarshal(ev.JSON(), &m)
-			s := ev.Type + " " + m.Action + " " + m.UserID
-			if m.IsTyping != nil {
-				s = ev.Type + " " + map[bool]string{true: "on", false: "off"}[*m.IsTyping] + " " + m.UserID
-			}
-			out = append(out, s)
-		default:
-			return out
+	for _, ev := range w.sub.Take(nil) {
+		var m struct {
+			Action   string `json:"action"`
+			UserID   string `json:"user_id"`
+			IsTyping *bool  `json:"is_typing"`
 		}
+		_ = json.Unmarshal(ev.JSON(), &m)
+		s := ev.Type + " " + m.Action + " " + m.UserID
+		if m.IsTyping != nil {
+			s = ev.Type + " " + map[bool]string{true: "on", false: "off"}[*m.IsTyping] + " " + m.UserID
+		}
+		out = append(out, s)
 	}
+	return out
 }
 
 func expect(t *testing.T, got []string, want ...string) {

@@ -169,6 +169,7 @@ func (s *Server) subscribeControl() (*events.Subscription, error) {
 // readControl reads sub until Shutdown (nil), or until it ends (its error;
 // nil when the hub closed).
 func (s *Server) readControl(sub *events.Subscription) error {
+	var batch []*events.Event
 	for {
 		select {
 		case <-s.shutdown:
@@ -178,18 +179,27 @@ func (s *Server) readControl(sub *events.Subscription) error {
 				return err
 			}
 			return nil
-		case ev := <-sub.Live():
-			if ev == nil || !ev.Ephemeral || ev.Type != "disconnect" {
-				continue
-			}
-			var req disconnectRequest
-			if err := json.Unmarshal(append(append([]byte{'{'}, ev.Fields...), '}'), &req); err != nil || req.UserID == "" {
-				s.logger.Warn("control channel: malformed disconnect ignored", "err", err)
-				continue
-			}
-			if n := s.disconnectLocal(req); n > 0 {
-				s.logger.Info("streams ended by a disconnect from another relay process", "user", req.UserID, "streams", n)
+		case <-sub.Ready():
+			batch = sub.Take(batch)
+			for _, ev := range batch {
+				s.controlEvent(ev)
 			}
 		}
+	}
+}
+
+// controlEvent acts on one event of ControlChannel: a disconnect request
+// from another relay process.
+func (s *Server) controlEvent(ev *events.Event) {
+	if ev == nil || !ev.Ephemeral || ev.Type != "disconnect" {
+		return
+	}
+	var req disconnectRequest
+	if err := json.Unmarshal(append(append([]byte{'{'}, ev.Fields...), '}'), &req); err != nil || req.UserID == "" {
+		s.logger.Warn("control channel: malformed disconnect ignored", "err", err)
+		return
+	}
+	if n := s.disconnectLocal(req); n > 0 {
+		s.logger.Info("streams ended by a disconnect from another relay process", "user", req.UserID, "streams", n)
 	}
 }

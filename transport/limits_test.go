@@ -276,10 +276,7 @@ func TestStreamCountReleased(t *testing.T) {
 				c := mustConnect(t, kind, q(url(r, alice(t)), "last_event_id", "0"), nil)
 				<-g.entered
 				counted(t, r)
-				drafts := make([]events.Draft, events.LiveBuffer+10)
-				for i := range drafts {
-					drafts[i], _ = events.NewDraft(ch, "flood", i)
-				}
+				drafts := overflowDrafts(ch)
 				await := r.delivered(t, ch, len(drafts))
 				if _, err := r.hub.Publish(context.Background(), drafts...); err != nil {
 					t.Fatal(err)

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/relaydev/relay/events"
 )
 
 // scrape reads r's /metrics over HTTP: every sample, by its series as
@@ -189,10 +187,7 @@ func TestMetricsSlowConsumer(t *testing.T) {
 			r := startRelay(t, withLog(g.wrap))
 			c := mustConnect(t, kind, q(r.url+"/events/projects/1/tickets", "token", alice(t), "last_event_id", "0"), nil)
 			<-g.entered // the catch-up is reading: nothing drains the buffer
-			drafts := make([]events.Draft, events.LiveBuffer+10)
-			for i := range drafts {
-				drafts[i], _ = events.NewDraft(ch, "flood", i)
-			}
+			drafts := overflowDrafts(ch)
 			if _, err := r.hub.Publish(context.Background(), drafts...); err != nil {
 				t.Fatal(err)
 			}

@@ -11,10 +11,6 @@ import (
 	"github.com/relaydev/relay/events"
 )
 
-// drainMax is how many ready events a stream writes before it flushes: one
-// syscall carries a burst, and a steady trickle is still flushed per event.
-const drainMax = 64
-
 // wire is what differs between transports: how bytes of each kind reach the
 // client. Every method is called from the session's one writer goroutine. A
 // write that fails returns a writeError: the client is gone or stuck.
@@ -72,7 +68,8 @@ type session struct {
 	unflushed int
 	sent      int // events written, replayed and live
 	replaying bool
-	ended     *liveStream // ended from outside: POST /api/disconnect
+	ended     *liveStream     // ended from outside: POST /api/disconnect
+	batch     []*events.Event // storage for the next Take (see keptBatch)
 }
 
 func (s *Server) newSession(o *openStream, w wire, log *slog.Logger, replies <-chan reply) *session {
@@ -208,9 +205,11 @@ func (ss *session) live(ctx context.Context) error {
 			if r.err != nil {
 				return r.err
 			}
-			err = ss.w.reply(r.msg)
-		case ev := <-ss.sub.Live():
-			err = ss.deliver(ctx, ev)
+			if err = ss.w.reply(r.msg); err == nil {
+				err = ss.flush()
+			}
+		case <-ss.sub.Ready():
+			err = ss.deliver(ctx)
 		}
 		if err != nil {
 			return err
@@ -218,23 +217,30 @@ func (ss *session) live(ctx context.Context) error {
 	}
 }
 
-// deliver writes ev and whatever else is ready, then flushes once.
-func (ss *session) deliver(ctx context.Context, ev *events.Event) error {
-	if err := ss.sub.Deliver(ctx, ev, ss); err != nil {
-		return err
-	}
-	for range drainMax {
-		select {
-		case ev := <-ss.sub.Live():
-			if err := ss.sub.Deliver(ctx, ev, ss); err != nil {
-				return err
-			}
-		default:
-			return ss.flush()
+// deliver takes every live event waiting, writes them, then flushes once: a
+// burst goes out in as few writes as the wire's burst size allows (it writes
+// every maxBurst bytes by itself), and a trickle is still flushed per event.
+// A Take that ends the subscription (an event waited too long) returns
+// nothing, and the loop then sees Done.
+func (ss *session) deliver(ctx context.Context) error {
+	batch := ss.sub.Take(ss.batch)
+	ss.batch = nil
+	for _, ev := range batch {
+		if err := ss.sub.Deliver(ctx, ev, ss); err != nil {
+			return err
 		}
+	}
+	clear(batch) // an idle stream holds no event it has sent
+	if cap(batch) <= keptBatch {
+		ss.batch = batch[:0]
 	}
 	return ss.flush()
 }
+
+// keptBatch is the largest batch storage a session keeps for its next Take:
+// a trickle of events allocates nothing, and an idle stream holds no past
+// burst's storage.
+const keptBatch = 32
 
 // finish tells the client how the stream ended, unless it is gone (ctx
 // ended, or a write failed), counts and logs the ending (relay.disconnect:

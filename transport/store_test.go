@@ -48,6 +48,18 @@ func (g *gatedLog) Read(ctx context.Context, ch string, after events.Position, l
 
 func (g *gatedLog) Ping(context.Context) error { return g.pingErr }
 
+// overflowDrafts are events on ch that add up to more than a subscription's
+// default queue budget (events.DefaultQueueBytes): published while a stream
+// takes nothing, they end it as a slow consumer.
+func overflowDrafts(ch string) []events.Draft {
+	const size = 16 << 10
+	drafts := make([]events.Draft, events.DefaultQueueBytes/size+2)
+	for i := range drafts {
+		drafts[i], _ = events.NewDraft(ch, "flood", strings.Repeat("x", size))
+	}
+	return drafts
+}
+
 // TestSlowConsumerStream overflows a stream's live buffer while it is held
 // in its catch-up: the stream ends with a reason (SSE slow_consumer event,
 // WebSocket close 4008), logged as a relay.disconnect warning with its user,
@@ -62,10 +74,7 @@ func TestSlowConsumerStream(t *testing.T) {
 		url := q(r.url+"/events/projects/1/tickets", "token", alice(t))
 		c := mustConnect(t, kind, q(url, "last_event_id", "0"), nil)
 		<-g.entered // the catch-up is reading: nothing drains the buffer
-		drafts := make([]events.Draft, events.LiveBuffer+10)
-		for i := range drafts {
-			drafts[i], _ = events.NewDraft(ch, "flood", i)
-		}
+		drafts := overflowDrafts(ch)
 		// Redis hands events to the hub over Pub/Sub, after Publish returns:
 		// open the gate only once the hub has offered them all.
 		await := r.delivered(t, ch, len(drafts))

@@ -2,11 +2,14 @@ package transport
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,7 +26,10 @@ import (
 // actions are small; a bigger one closes the connection with 1009.
 const MaxClientMessage = 16 << 10
 
-var writeBuffers sync.Pool // shared write buffers: idle connections hold none
+// writeBuffers is gorilla's write buffer pool: with one, it allocates no write
+// buffer per connection, and relay never takes one (it writes its frames
+// itself; see wsFrame).
+var writeBuffers sync.Pool
 
 func isWebSocket(r *http.Request) bool { return websocket.IsWebSocketUpgrade(r) }
 
@@ -50,6 +56,10 @@ type wsConn struct {
 	quota    *connQuota    // the rate of this connection's messages
 	replies  chan reply    // answers from the reader, written by the writer
 	quit     chan struct{} // closed when the writer is done
+
+	buf       *[]byte    // frames not yet written; nil between bursts
+	wmu       sync.Mutex // holds flushes and gorilla's control frames apart (see wsFrame)
+	closeSent bool       // under wmu: a close frame went out, nothing follows it
 }
 
 // serveWebSocket subscribes (and takes the user online) before it upgrades,
@@ -143,33 +153,60 @@ func (s *Server) refuseWebSocket(c echo.Context, err error) error {
 // closeWith sends a close frame; reason is made UTF-8, as a close frame's
 // must be, and cut on a character boundary to the 123 bytes one can carry.
 func closeWith(conn *websocket.Conn, code int, reason string) error {
+	return conn.WriteControl(websocket.CloseMessage, closeMessage(code, reason), time.Now().Add(time.Second))
+}
+
+// closeMessage is a close frame's payload: code and reason, the reason made
+// UTF-8 and cut to fit.
+func closeMessage(code int, reason string) []byte {
 	reason = strings.ToValidUTF8(reason, "\uFFFD")
 	if len(reason) > 123 {
 		reason = strings.ToValidUTF8(reason[:120], "") + "..."
 	}
-	msg := websocket.FormatCloseMessage(code, reason)
-	return conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	return websocket.FormatCloseMessage(code, reason)
 }
 
-func (ws *wsConn) deadline() { _ = ws.conn.SetWriteDeadline(time.Now().Add(ws.cfg.WriteTimeout)) }
+// The session's frames go out through the connection's own write buffer,
+// not gorilla's writers: each event's text frame is encoded once for every
+// connection (wsFrame), a burst of them is appended to a pooled buffer
+// (idle connections hold none) and written in one Write on flush, with one
+// deadline. No compression is negotiated (the upgrader does not enable
+// it); were it ever, these uncompressed frames would still be valid
+// (permessage-deflate leaves RSV1 clear on them).
+//
+// Gorilla still writes control frames: the session's pings and close (after
+// a flush of what it has buffered, so they never land inside it), and from
+// the reader goroutine a pong to a client's ping and the answer to a
+// client's close. wmu holds those two and every flush apart, so a control
+// frame's deadline never cuts short a flush in progress. Every Write holds
+// whole frames, so frames never interleave. Gorilla's own protocol-error
+// closes (a client message over the read limit, a malformed frame) bypass
+// wmu; the connection ends right after them.
 
-// start sets the first write deadline; a WebSocket has no preamble.
-func (ws *wsConn) start() error { ws.deadline(); return nil }
+// wsFrame is an event's message as one unmasked server text frame (RFC 6455
+// §5.2: FIN and the text opcode, the payload length, the payload), built
+// once per event and shared by every connection (see events.Event.Ext).
+func wsFrame(ev *events.Event) any { return appendTextFrame(nil, ev.JSON()) }
 
-// prepared builds an event's WebSocket message once for all connections.
-func prepared(ev *events.Event) any {
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, ev.JSON())
-	if err != nil { // only fails on a bad message type
-		panic(err)
+func appendTextFrame(b, payload []byte) []byte {
+	b = slices.Grow(b, 10+len(payload))
+	b = append(b, 0x81) // FIN, opcode 1: text
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, byte(n))
+	case n <= 0xffff:
+		b = append(b, 126, byte(n>>8), byte(n))
+	default:
+		b = binary.BigEndian.AppendUint64(append(b, 127), uint64(n))
 	}
-	return pm
+	return append(b, payload...)
 }
 
-// Event writes the event's shared prepared message.
-func (ws *wsConn) Event(ev *events.Event) error {
-	ws.deadline()
-	return wsWrite(ws.conn.WritePreparedMessage(ev.Ext(prepared).(*websocket.PreparedMessage)))
-}
+// start has nothing to send: a WebSocket has no preamble.
+func (ws *wsConn) start() error { return nil }
+
+// Event appends the event's shared frame.
+func (ws *wsConn) Event(ev *events.Event) error { return ws.write(ev.Ext(wsFrame).([]byte)) }
 
 // Reset tells the client channel's history is gone, with its new position.
 func (ws *wsConn) Reset(channel string) error { return ws.text(resetMessage(ws.sub, channel)) }
@@ -180,21 +217,95 @@ func (ws *wsConn) welcome(msg []byte) error { return ws.text(msg) }
 
 func (ws *wsConn) reply(msg []byte) error { return ws.text(msg) }
 
-// heartbeat sends a ping frame; the reader's pong handler extends its
-// deadline.
+// heartbeat sends a ping frame, after what is buffered; the reader's pong
+// handler extends its deadline.
 func (ws *wsConn) heartbeat() error {
-	return wsWrite(ws.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(ws.cfg.WriteTimeout)))
+	return ws.control(websocket.PingMessage, nil, ws.cfg.WriteTimeout)
 }
 
-// flush has nothing to do: every message is written whole.
-func (ws *wsConn) flush() error { return nil }
+// end closes with the ending's code and message as the reason, after what
+// is buffered.
+func (ws *wsConn) end(e ending) error {
+	return ws.control(websocket.CloseMessage, closeMessage(e.close, e.message), time.Second)
+}
 
-// end closes with the ending's code and message as the reason.
-func (ws *wsConn) end(e ending) error { return wsWrite(closeWith(ws.conn, e.close, e.message)) }
-
+// text appends a text frame of msg (a control message of relay's).
 func (ws *wsConn) text(msg []byte) error {
-	ws.deadline()
-	return wsWrite(ws.conn.WriteMessage(websocket.TextMessage, msg))
+	ws.take()
+	*ws.buf = appendTextFrame(*ws.buf, msg)
+	return ws.full()
+}
+
+// write appends a whole frame.
+func (ws *wsConn) write(frame []byte) error {
+	ws.take()
+	*ws.buf = append(*ws.buf, frame...)
+	return ws.full()
+}
+
+func (ws *wsConn) take() {
+	if ws.buf == nil {
+		ws.buf = streamBuffers.Get().(*[]byte)
+	}
+}
+
+// full writes the buffer once it holds a burst's worth (maxBurst, as SSE).
+func (ws *wsConn) full() error {
+	if len(*ws.buf) >= maxBurst {
+		return ws.flush()
+	}
+	return nil
+}
+
+// flush writes what is buffered in one Write under a fresh deadline and
+// returns the buffer to the pool.
+func (ws *wsConn) flush() error {
+	if ws.buf == nil {
+		return nil
+	}
+	buf := ws.buf
+	ws.buf = nil
+	defer func() {
+		if cap(*buf) <= maxPooled {
+			*buf = (*buf)[:0]
+			streamBuffers.Put(buf)
+		}
+	}()
+	ws.wmu.Lock()
+	defer ws.wmu.Unlock()
+	if ws.closeSent {
+		return writeError{websocket.ErrCloseSent}
+	}
+	conn := ws.conn.NetConn()
+	if err := conn.SetWriteDeadline(time.Now().Add(ws.cfg.WriteTimeout)); err != nil {
+		return writeError{err}
+	}
+	_, err := conn.Write(*buf)
+	return wsWrite(err)
+}
+
+// control flushes what is buffered, then writes a control frame through
+// gorilla.
+func (ws *wsConn) control(kind int, data []byte, timeout time.Duration) error {
+	if err := ws.flush(); err != nil {
+		return err
+	}
+	return wsWrite(ws.writeControl(kind, data, timeout))
+}
+
+// writeControl writes a control frame under wmu; after a close frame
+// nothing more is written.
+func (ws *wsConn) writeControl(kind int, data []byte, timeout time.Duration) error {
+	ws.wmu.Lock()
+	defer ws.wmu.Unlock()
+	if ws.closeSent {
+		return websocket.ErrCloseSent
+	}
+	err := ws.conn.WriteControl(kind, data, time.Now().Add(timeout))
+	if kind == websocket.CloseMessage {
+		ws.closeSent = true
+	}
+	return err
 }
 
 // wsWrite marks a failed write as the client's (see writeError).
@@ -212,6 +323,20 @@ func (ws *wsConn) readLoop() {
 	ws.conn.SetReadLimit(MaxClientMessage)
 	_ = ws.conn.SetReadDeadline(time.Now().Add(wait))
 	ws.conn.SetPongHandler(func(string) error { return ws.conn.SetReadDeadline(time.Now().Add(wait)) })
+	// A client's ping and close are answered from here, as gorilla does,
+	// but under wmu: never while the writer's flush is on the wire.
+	ws.conn.SetPingHandler(func(data string) error {
+		err := ws.writeControl(websocket.PongMessage, []byte(data), time.Second)
+		var ne net.Error
+		if err == nil || errors.Is(err, websocket.ErrCloseSent) || errors.As(err, &ne) && ne.Timeout() {
+			return nil
+		}
+		return err
+	})
+	ws.conn.SetCloseHandler(func(code int, _ string) error {
+		_ = ws.writeControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Second)
+		return nil
+	})
 	for {
 		_, msg, err := ws.conn.ReadMessage()
 		if err != nil {

@@ -1,12 +1,14 @@
 package transport_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/relaydev/relay/events"
 	"github.com/relaydev/relay/transport"
 )
 
@@ -160,5 +162,66 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("waited %v for %s", wait, what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestWSFrames: relay writes its WebSocket frames itself, several to a
+// write: a standard client reads payloads of each length encoding (7-bit,
+// 16-bit, 64-bit) whole, live and in a catch-up, and a burst in order, with
+// pings answered in between.
+func TestWSFrames(t *testing.T) {
+	const ch = "project_1_tickets"
+	r := startRelay(t)
+	conn := wsLive(t, r, "/events/projects/1/tickets")
+	var drafts []events.Draft
+	for _, n := range []int{1, 100, 1000, 65000, 65470} {
+		d, err := events.NewDraft(ch, "sized", strings.Repeat("x", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		drafts = append(drafts, d)
+	}
+	for i := range 1000 {
+		d, _ := events.NewDraft(ch, "burst", i)
+		drafts = append(drafts, d)
+	}
+	evs, err := r.hub.Publish(context.Background(), drafts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(evs[4].JSON()); n <= 0xffff {
+		t.Fatalf("the largest event is %d bytes: no 64-bit length to test", n)
+	}
+	if n := len(evs[3].JSON()); n < 126 || n > 0xffff {
+		t.Fatalf("event 3 is %d bytes: no 16-bit length to test", n)
+	}
+	read := func(conn *websocket.Conn, what string) {
+		t.Helper()
+		for i, ev := range evs {
+			if i%100 == 0 { // the client's ping is answered between frames
+				if err := conn.WriteControl(websocket.PingMessage, []byte("p"), time.Now().Add(wait)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(wait))
+			kind, raw, err := conn.ReadMessage()
+			if err != nil {
+				t.Fatalf("%s: read event %d: %v", what, i, err)
+			}
+			if kind != websocket.TextMessage || string(raw) != string(ev.JSON()) {
+				t.Fatalf("%s: event %d: got a %d-byte message of kind %d, want event %s's %d bytes of text", what, i, len(raw), kind, ev.ID(), len(ev.JSON()))
+			}
+		}
+	}
+	read(conn, "live")
+
+	// The same events again, as a catch-up from the start.
+	conn2, resp, err := wsDial(t, q(r.url+"/events/projects/1/tickets", "token", alice(t), "last_event_id", "0"), nil)
+	if err != nil {
+		t.Fatalf("dial: %v (status %d)", err, statusOf(resp))
+	}
+	read(conn2, "catch-up")
+	if m := wsNext(t, conn2); m["type"] != "connection_established" {
+		t.Fatalf("after the catch-up: got %v, want connection_established", m)
 	}
 }

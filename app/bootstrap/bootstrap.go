@@ -27,6 +27,9 @@ type Config struct {
 	Retention events.Retention
 	Notes     events.NotificationRetention
 	Presence  events.PresenceConfig
+	// Queue bounds each stream's live events not yet sent (zero fields:
+	// events' defaults).
+	Queue     events.QueueLimits
 	Transport transport.Config
 	// Auth authenticates requests (required).
 	Auth transport.Authenticator
@@ -74,7 +77,7 @@ func Build(ctx context.Context, cfg Config) (_ *Process, err error) {
 		log = cfg.WrapLog(log)
 	}
 	p.Hub = events.NewHub(log, events.HubOptions{Notifications: p.Notifications, Logger: cfg.Logger,
-		Observer: p.Metrics})
+		Observer: p.Metrics, Queue: cfg.Queue})
 	if err := p.Hub.Start(ctx); err != nil {
 		return nil, err
 	}
