@@ -46,7 +46,8 @@ type Log interface {
 	// the channel's first event arrives. Only Append makes a channel exist.
 	Head(ctx context.Context, channel string) (Position, error)
 
-	// Watch calls deliver with every event appended to any channel, by any
+	// Watch calls deliver with every event appended to any channel (a log
+	// that is also Interested: to any channel listened to), by any
 	// process sharing the log, in each channel's append order; it may skip
 	// events (a Redis Pub/Sub outage), never reorder them. After such an
 	// outage it calls resync, so readers re-read what they may have missed.

@@ -74,7 +74,10 @@ func (s *Subscription) Err() error {
 
 // Close unregisters the subscription. It is idempotent.
 func (s *Subscription) Close() {
-	s.closeOnce.Do(func() { s.hub.unsubscribe(s) })
+	s.closeOnce.Do(func() {
+		s.hub.unsubscribe(s)
+		s.hub.interest.release(s.channels)
+	})
 }
 
 func (s *Subscription) offer(ev *Event) {

@@ -147,7 +147,7 @@ func testEmptyTrimmed(t *testing.T, newLog NewLog) {
 // channels), for RunNoState.
 type State func(t *testing.T) []string
 
-// RunNoState checks that reading creates nothing: Head, Read and Watch (and
+// RunNoState checks that reading creates nothing: Head, Read, Watch and Listen (and
 // Broadcast, when the log is an events.Broadcaster) of never-published
 // channels leave state() empty, while an append shows in it. newLog returns
 // a fresh, empty log, closed in t.Cleanup, and the function that lists its
@@ -160,6 +160,7 @@ func RunNoState(t *testing.T, newLog func(t *testing.T) (events.Log, State)) {
 	var heads []events.Position
 	for i := range 50 {
 		ch := fmt.Sprintf("project_1_x%d", i)
+		listen(t, log, r, ch) // listening creates nothing either
 		head := mustHead(t, log, ch)
 		heads = append(heads, head)
 		mustRead(t, log, ch, head, 10)
