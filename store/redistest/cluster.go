@@ -223,4 +223,3 @@ func (n *ClusterNode) stop(t testing.TB) {
 		t.Logf("redistest: output of cluster node %s:\n%s", n.Addr, n.out.String())
 	}
 }
-
