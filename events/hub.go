@@ -207,7 +207,7 @@ func (h *Hub) Head(ctx context.Context, channel string) (Position, error) {
 //
 // A channel without a cursor starts at its head, taken here, after the
 // subscription is in the fan-out lists, and after the log has confirmed it
-// delivers the channel (Interested): every event appended once Subscribe has
+// delivers the channel (Listen): every event appended once Subscribe has
 // returned reaches the subscription. Transports call it before they
 // answer a client (200 or 101), so "live only" means every event published
 // after the client has its answer. When a head cannot be read, the

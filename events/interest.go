@@ -7,21 +7,6 @@ import (
 	"time"
 )
 
-// Interested is implemented by logs whose Watch delivers only the events of
-// the channels someone listens to (store.Redis: one Pub/Sub channel per
-// relay channel, so a process receives only its clients' channels). The hub
-// listens to a channel for as long as it has a local subscriber of it.
-type Interested interface {
-	// Listen makes Watch deliver channel's events until release is called.
-	// It returns only once the log's live feed carries them (Redis has
-	// confirmed the subscription): every event appended after Listen has
-	// returned is delivered, or followed by a resync. resync is called when
-	// the feed of this channel may have skipped events (the Pub/Sub
-	// connection serving it dropped, or moved to another Redis node); it
-	// must not block. release is idempotent.
-	Listen(ctx context.Context, channel string, resync func()) (release func(), err error)
-}
-
 // ListenLinger is how long the hub keeps listening to a channel after its
 // last local subscriber left: a page reload or a client reconnecting
 // resubscribes within it, so it costs no round trip to Redis. It bounds how
@@ -33,7 +18,7 @@ const ListenLinger = 5 * time.Second
 // apart from the fan-out lists: Subscribe acquires before it registers, and
 // Close releases after it unregisters.
 type interests struct {
-	log    Interested // nil: the log delivers every channel
+	log    Log
 	resync func(channel string)
 
 	mu     sync.Mutex
@@ -51,16 +36,12 @@ type interest struct {
 }
 
 func newInterests(log Log, resync func(channel string)) *interests {
-	l, _ := log.(Interested)
-	return &interests{log: l, resync: resync, byName: make(map[string]*interest)}
+	return &interests{log: log, resync: resync, byName: make(map[string]*interest)}
 }
 
 // acquire listens to each of channels for one subscription, waiting until
 // the log confirms. On error nothing stays acquired.
 func (in *interests) acquire(ctx context.Context, channels []string) error {
-	if in.log == nil {
-		return nil
-	}
 	for i, ch := range channels {
 		if err := in.acquireOne(ctx, ch); err != nil {
 			in.release(channels[:i])
@@ -130,9 +111,6 @@ func (in *interests) drop(ch string, e *interest) {
 // release ends one subscription's interest in channels; a channel nobody
 // listens to any more is released after ListenLinger.
 func (in *interests) release(channels []string) {
-	if in.log == nil {
-		return
-	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for _, ch := range channels {

@@ -28,7 +28,6 @@ var (
 	_ events.Log         = (*Redis)(nil)
 	_ events.Pinger      = (*Redis)(nil)
 	_ events.Broadcaster = (*Redis)(nil)
-	_ events.Interested  = (*Redis)(nil)
 )
 
 var (

@@ -53,7 +53,7 @@ type redisSub struct {
 
 // Watch calls deliver with every event appended by any process sharing this
 // Redis and prefix to a channel listened to (Listen), in each channel's
-// order; see events.Log and events.Interested.
+// order; see events.Log.
 //
 // Events arrive over Redis Pub/Sub, which is at most once. When a Pub/Sub
 // connection drops, go-redis reconnects and subscribes again; once Redis has
@@ -84,7 +84,7 @@ func (r *Redis) Watch(ctx context.Context, deliver func(*events.Event), resync f
 
 // Listen subscribes to channel's Pub/Sub channel, "<prefix>{<channel>}:p" (in
 // the channel's Cluster slot), and returns once Redis has confirmed it; see
-// events.Interested. Several calls for one channel share one subscription;
+// events.Log. Several calls for one channel share one subscription;
 // the last release ends it.
 func (r *Redis) Listen(ctx context.Context, channel string, resync func()) (func(), error) {
 	if err := ctx.Err(); err != nil {

@@ -60,9 +60,8 @@ func (r *recorder) waitUntil(t *testing.T, what string, cond func([]*events.Even
 	}
 }
 
-// watch starts a Watch recording into r. A log that is events.Interested
-// delivers only the channels listened to: watch listens to channels, until
-// the test ends.
+// watch starts a Watch recording into r, and listens to channels until the
+// test ends (a log may deliver only the channels listened to).
 func watch(t *testing.T, log events.Log, r *recorder, channels ...string) (stop func()) {
 	t.Helper()
 	stop, err := log.Watch(context.Background(), r.deliver, r.resync)
@@ -74,16 +73,12 @@ func watch(t *testing.T, log events.Log, r *recorder, channels ...string) (stop 
 	return stop
 }
 
-// listen makes an events.Interested log deliver channels until the test
-// ends; a channel's resyncs count in r.
+// listen makes log deliver channels until the test ends; a channel's
+// resyncs count in r.
 func listen(t *testing.T, log events.Log, r *recorder, channels ...string) {
 	t.Helper()
-	in, ok := log.(events.Interested)
-	if !ok {
-		return
-	}
 	for _, ch := range channels {
-		release, err := in.Listen(context.Background(), ch, r.resync)
+		release, err := log.Listen(context.Background(), ch, r.resync)
 		if err != nil {
 			t.Fatalf("Listen(%s): %v", ch, err)
 		}
