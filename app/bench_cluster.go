@@ -62,9 +62,10 @@ func clusterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	url := o.redisURL
+	var c *benchCluster
 	if url == "" {
-		c, err := startBenchCluster(ctx, o.masters)
-		if err != nil {
+		var err error
+		if c, err = startBenchCluster(ctx, o.masters); err != nil {
 			return err
 		}
 		defer c.stop()
@@ -89,7 +90,13 @@ func clusterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		relays = append(relays, t)
 	}
-	return o.measure(ctx, relays, stdout)
+	if err := o.measure(ctx, relays, stdout); err != nil {
+		return err
+	}
+	if c != nil {
+		c.printPubSubClients(ctx, stdout)
+	}
+	return nil
 }
 
 // clusterChannel is channel i's project id: project_<id>_tickets.
@@ -274,9 +281,28 @@ func receivedCounts(ctx context.Context, relays []*benchTarget) ([]int64, error)
 // benchCluster is a Redis Cluster of masters only that the bench started
 // on loopback, with its files in a temporary directory.
 type benchCluster struct {
-	url  string
-	dir  string
-	cmds []*exec.Cmd
+	url   string
+	dir   string
+	addrs []string
+	cmds  []*exec.Cmd
+}
+
+// printPubSubClients prints how many Pub/Sub connections each node holds
+// (CLIENT LIST TYPE pubsub): the relays' subscriptions, one connection per
+// hash slot in use per relay.
+func (c *benchCluster) printPubSubClients(ctx context.Context, out io.Writer) {
+	var counts []string
+	for _, a := range c.addrs {
+		cl := redis.NewClient(&redis.Options{Addr: a})
+		list, err := cl.Do(ctx, "CLIENT", "LIST", "TYPE", "pubsub").Text()
+		_ = cl.Close()
+		if err != nil {
+			counts = append(counts, a+": "+err.Error())
+			continue
+		}
+		counts = append(counts, fmt.Sprintf("%s: %d", a, strings.Count(list, "\n")))
+	}
+	fmt.Fprintf(out, "  Pub/Sub connections per node (all relays): %s\n", strings.Join(counts, ", "))
 }
 
 // startBenchCluster starts masters redis-server processes in cluster mode,
@@ -371,6 +397,7 @@ func (c *benchCluster) join(ctx context.Context, addrs []string, ports []int) er
 			return fmt.Errorf("bench cluster: %s did not report cluster_state:ok with %d masters within 20 s", a, len(addrs))
 		}
 	}
+	c.addrs = addrs
 	c.url = "redis://" + addrs[0] + "?cluster=true"
 	for _, a := range addrs[1:] {
 		c.url += "&addr=" + a
