@@ -45,12 +45,12 @@ var (
 	scriptHead    = redis.NewScript(luaLib + luaHead)
 )
 
-// DefaultRedisPrefix starts every key and the Pub/Sub channel relay uses.
+// DefaultRedisPrefix starts every key and Pub/Sub channel relay uses.
 const DefaultRedisPrefix = "relay:"
 
 // RedisOptions configure a Redis log. Zero values take the defaults.
 type RedisOptions struct {
-	// Prefix starts every key and the Pub/Sub channel (default "relay:").
+	// Prefix starts every key and Pub/Sub channel (default "relay:").
 	// Processes sharing a log use the same prefix. It may not contain '{' or
 	// '}', which would put every channel in one Redis Cluster slot.
 	Prefix string
