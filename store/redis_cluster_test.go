@@ -479,3 +479,102 @@ func TestRedisClusterNodeRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisClusterSlotMoves: a slot migrated to another node under a
+// running hub. Redis unsubscribes the slot's channels; the store subscribes
+// them again on the new node and resyncs. The moved channel's keys carry the
+// old node's run, so its log starts a new epoch there: exactly one reset,
+// then every later event. A channel of another slot on the same node goes on
+// with no gap or reset.
+func TestRedisClusterSlotMoves(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts a 3-node Redis Cluster and migrates a slot")
+	}
+	t.Parallel()
+	c := redistest.NewCluster(t, 3)
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	pub := openRedis(t, c.URL, prefix, events.Retention{})
+	sub := openRedis(t, c.URL, prefix, events.Retention{})
+	hub := events.NewHub(sub, events.HubOptions{Logger: testLogger(t)})
+	if err := hub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hub.Close)
+
+	node0 := c.Client(t, 0)
+	slotOf := func(ch string) int {
+		t.Helper()
+		s, err := node0.ClusterKeySlot(ctx, prefix+"{"+ch+"}:m").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(s)
+	}
+	var chs []string // the channel to move, then one that stays, both on node 0
+	for i := 0; len(chs) < 2; i++ {
+		ch := fmt.Sprintf("slot_%d", i)
+		if s := slotOf(ch); c.NodeOf(s) == c.Nodes[0] && (len(chs) == 0 || s != slotOf(chs[0])) {
+			chs = append(chs, ch)
+		}
+	}
+	moved, stays := chs[0], chs[1]
+	recs := map[string]*recording{}
+	for _, ch := range chs {
+		recs[ch] = &recording{}
+		drive(t, hub, ch, recs[ch])
+	}
+	last := map[string]events.Position{}
+	publish := func(ch string) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			evs, err := pub.Append(ctx, []events.Draft{{Channel: ch, Type: "t"}})
+			if err == nil {
+				last[ch] = evs[0].Pos
+				return
+			}
+			if time.Now().After(deadline) { // a MOVED fails one call, then the client knows
+				t.Fatalf("append to %s: %v", ch, err)
+			}
+		}
+	}
+	arrived := func() {
+		t.Helper()
+		for _, ch := range chs {
+			waitFor(t, "channel "+ch+" did not get its last event "+last[ch].String(), func() bool { return recs[ch].has(last[ch]) })
+		}
+	}
+	for range 5 {
+		publish(moved)
+		publish(stays)
+	}
+	arrived()
+	c.MoveSlot(t, slotOf(moved), 1)
+	for range 5 {
+		publish(moved)
+		publish(stays)
+	}
+	arrived()
+	for _, ch := range chs {
+		got := recs[ch].snapshot()
+		resets := 0
+		var prev *events.Event
+		for i, e := range got {
+			if e == nil {
+				resets++
+				prev = nil
+				continue
+			}
+			if prev != nil && (e.Pos.Epoch != prev.Pos.Epoch || e.Pos.Seq != prev.Pos.Seq+1) {
+				t.Errorf("channel %s: event %d is %v after %v: a gap or a repeat", ch, i, e.Pos, prev.Pos)
+			}
+			prev = e
+		}
+		switch {
+		case ch == moved && resets != 1:
+			t.Errorf("moved channel %s: %d resets, want exactly 1 (a new epoch on the new node)", ch, resets)
+		case ch == stays && (resets != 0 || len(got) != 10):
+			t.Errorf("channel %s that stayed: %d resets and %d events, want none and 10", ch, resets, len(got))
+		}
+	}
+}

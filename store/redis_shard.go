@@ -205,7 +205,12 @@ func (sh *pubsubShard) read(ps *redis.PubSub) {
 				failures = 0 // a move, not an outage: reconnect at once
 				continue
 			}
-			if failures == 1 {
+			var rerr redis.Error
+			answered := errors.As(err, &rerr) // Redis answered the subscription with an error
+			switch {
+			case answered && sh.w.cluster != nil && failures == 1:
+				log.Info("redis cluster refused the subscription (the slot moved?); subscribing again where the slot map says, then subscribers re-read what they missed", "err", err)
+			case failures == 1:
 				log.Warn("redis pub/sub connection lost; reconnecting, then subscribers re-read what they missed; check that Redis is up and reachable", "err", err)
 			}
 			if sh.w.cluster != nil {
@@ -214,8 +219,7 @@ func (sh *pubsubShard) read(ps *redis.PubSub) {
 				// node that answers with an error (MOVED: not the slot's
 				// node) needs a new connection, not a retry on this one.
 				sh.w.cluster.ReloadState(ctx)
-				var rerr redis.Error
-				if errors.As(err, &rerr) {
+				if answered {
 					if ps = sh.replace(ps); ps == nil {
 						return
 					}

@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -222,4 +223,82 @@ func (n *ClusterNode) stop(t testing.TB) {
 	if t.Failed() {
 		t.Logf("redistest: output of cluster node %s:\n%s", n.Addr, n.out.String())
 	}
+}
+
+// MoveSlot migrates slot, with its keys, from the node serving it to node
+// to, as a resharding does (SETSLOT IMPORTING and MIGRATING, MIGRATE of
+// each key, then SETSLOT NODE on every node), and waits until every node
+// names node to as the slot's owner. Afterwards NodeOf, WaitOK and Start no
+// longer describe the cluster: use it last in a test.
+func (c *Cluster) MoveSlot(t testing.TB, slot, to int) {
+	t.Helper()
+	ctx := context.Background()
+	from := -1
+	for i, n := range c.Nodes {
+		if n == c.NodeOf(slot) {
+			from = i
+		}
+	}
+	if from < 0 || from == to {
+		t.Fatalf("redistest: MoveSlot(%d, %d): slot is on node %d", slot, to, from)
+	}
+	src, dst := c.Client(t, from), c.Client(t, to)
+	srcID, err1 := src.Do(ctx, "CLUSTER", "MYID").Text()
+	dstID, err2 := dst.Do(ctx, "CLUSTER", "MYID").Text()
+	if err := errors.Join(err1, err2,
+		dst.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", srcID).Err(),
+		src.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dstID).Err()); err != nil {
+		t.Fatalf("redistest: MoveSlot: %v", err)
+	}
+	for {
+		keys, err := src.ClusterGetKeysInSlot(ctx, slot, 100).Result()
+		if err != nil {
+			t.Fatalf("redistest: MoveSlot: CLUSTER GETKEYSINSLOT: %v", err)
+		}
+		if len(keys) == 0 {
+			break
+		}
+		args := []any{"MIGRATE", "127.0.0.1", c.Nodes[to].port, "", 0, 5000, "KEYS"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		if err := src.Do(ctx, args...).Err(); err != nil {
+			t.Fatalf("redistest: MoveSlot: MIGRATE: %v", err)
+		}
+	}
+	for _, i := range append([]int{to, from}, c.others(from, to)...) {
+		if err := c.Client(t, i).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dstID).Err(); err != nil {
+			t.Fatalf("redistest: MoveSlot: SETSLOT NODE on %s: %v", c.Nodes[i].Addr, err)
+		}
+	}
+	for deadline := time.Now().Add(clusterReady); ; time.Sleep(20 * time.Millisecond) {
+		moved := true
+		for i := range c.Nodes {
+			slots, err := c.Client(t, i).ClusterSlots(ctx).Result()
+			owner := ""
+			for _, s := range slots {
+				if err == nil && slot >= int(s.Start) && slot <= int(s.End) && len(s.Nodes) > 0 {
+					owner = s.Nodes[0].Addr
+				}
+			}
+			moved = moved && owner == c.Nodes[to].Addr
+		}
+		if moved {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: MoveSlot: not every node names %s as slot %d's owner after %v", c.Nodes[to].Addr, slot, clusterReady)
+		}
+	}
+}
+
+// others are the node indexes other than a and b.
+func (c *Cluster) others(a, b int) []int {
+	var out []int
+	for i := range c.Nodes {
+		if i != a && i != b {
+			out = append(out, i)
+		}
+	}
+	return out
 }
