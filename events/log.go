@@ -51,8 +51,10 @@ type Log interface {
 	// process sharing the log, in each channel's append order; it may skip
 	// events (a Redis Pub/Sub outage), never reorder them. After such an
 	// outage it calls resync, so readers re-read what they may have missed.
-	// deliver and resync must not block. Watch returns once watching is in
-	// place; stop ends it and waits for its goroutines.
+	// deliver and resync must not block, and may be called at once from
+	// several goroutines, for different channels (each channel's events in
+	// order from one). Watch returns once watching is in place; stop ends it
+	// and waits for its goroutines.
 	Watch(ctx context.Context, deliver func(*Event), resync func()) (stop func(), err error)
 
 	// Listen makes Watch deliver channel's events until release is called

@@ -45,7 +45,9 @@ type redisWatcher struct {
 
 // redisSub is one Watch caller.
 type redisSub struct {
-	mu      sync.Mutex // held during calls, so stop waits for one in progress
+	// mu is read-held during calls, so that stop waits for those in
+	// progress; shards' readers call at once without waiting on each other.
+	mu      sync.RWMutex
 	stopped bool
 	deliver func(*events.Event)
 	resync  func()
@@ -62,7 +64,9 @@ type redisSub struct {
 // so that a caller re-reads (Read) from its cursors what was published during
 // the gap. Events delivered after resync may repeat some of what that Read
 // returns: skip events at or before the position already sent. stop must not
-// be called from deliver or resync.
+// be called from deliver or resync. On Cluster, deliver and resync are
+// called from one goroutine per Pub/Sub connection, so at once for channels
+// of different slots; one channel's events come from one, in order.
 //
 // On a Sentinel URL (OpenRedis with ?master_name=), Watch also listens to the
 // Sentinels and moves its subscription to a promoted master as soon as they
@@ -201,21 +205,21 @@ func (w *redisWatcher) done(sh *pubsubShard) {
 // deliver is the per-event path: one atomic load, then each Watch.
 func (w *redisWatcher) deliver(ev *events.Event) {
 	for _, s := range *w.subs.Load() {
-		s.mu.Lock()
+		s.mu.RLock()
 		if !s.stopped {
 			s.deliver(ev)
 		}
-		s.mu.Unlock()
+		s.mu.RUnlock()
 	}
 }
 
 func (w *redisWatcher) resync() {
 	for _, s := range *w.subs.Load() {
-		s.mu.Lock()
+		s.mu.RLock()
 		if !s.stopped {
 			s.resync()
 		}
-		s.mu.Unlock()
+		s.mu.RUnlock()
 	}
 }
 
