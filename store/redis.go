@@ -185,6 +185,7 @@ func NewRedis(ctx context.Context, client redis.UniversalClient, opt RedisOption
 		r.onReceive = func() {}
 	}
 	r.watcher.subs.Store(&[]*redisSub{})
+	r.watcher.closing = make(chan struct{})
 	r.watcher.cluster, _ = client.(*redis.ClusterClient)
 	if err := r.client.Ping(ctx).Err(); err != nil {
 		return nil, r.fail("connect", err)

@@ -578,3 +578,83 @@ func TestRedisClusterSlotMoves(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisClusterPubSubDropped: a node drops the Pub/Sub connection that
+// serves several of its slots (CLIENT KILL). go-redis's own reconnect sends
+// every channel in one SSUBSCRIBE, which Redis refuses across slots; the
+// store subscribes again slot by slot and resyncs. Events published while
+// the connection was gone arrive with no gap, no repeat and no reset.
+func TestRedisClusterPubSubDropped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts a 3-node Redis Cluster")
+	}
+	t.Parallel()
+	c := redistest.NewCluster(t, 3)
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	pub := openRedis(t, c.URL, prefix, events.Retention{})
+	sub := openRedis(t, c.URL, prefix, events.Retention{})
+	hub := events.NewHub(sub, events.HubOptions{Logger: testLogger(t)})
+	if err := hub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hub.Close)
+	node0 := c.Client(t, 0)
+	var chs []string // four channels of node 0, in different slots
+	slots := map[int64]bool{}
+	for i := 0; len(chs) < 4; i++ {
+		ch := fmt.Sprintf("drop_%d", i)
+		s, err := node0.ClusterKeySlot(ctx, prefix+"{"+ch+"}:m").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.NodeOf(int(s)) == c.Nodes[0] && !slots[s] {
+			slots[s] = true
+			chs = append(chs, ch)
+		}
+	}
+	recs := map[string]*recording{}
+	for _, ch := range chs {
+		recs[ch] = &recording{}
+		drive(t, hub, ch, recs[ch])
+	}
+	last := map[string]events.Position{}
+	round := func() {
+		t.Helper()
+		for _, ch := range chs {
+			evs, err := pub.Append(ctx, []events.Draft{{Channel: ch, Type: "t"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			last[ch] = evs[0].Pos
+		}
+	}
+	arrived := func() {
+		t.Helper()
+		for _, ch := range chs {
+			waitFor(t, "channel "+ch+" did not get its last event "+last[ch].String(), func() bool { return recs[ch].has(last[ch]) })
+		}
+	}
+	for range 3 {
+		round()
+	}
+	arrived()
+	if n, err := node0.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Int(); err != nil || n != 1 {
+		t.Fatalf("CLIENT KILL TYPE pubsub on node 0 = %d, %v; want the store's one connection there", n, err)
+	}
+	for range 3 {
+		round()
+	}
+	arrived()
+	for _, ch := range chs {
+		got := recs[ch].snapshot()
+		if len(got) != 6 {
+			t.Errorf("channel %s: got %d deliveries, want its 6 events", ch, len(got))
+		}
+		for i, e := range got {
+			if e == nil || e.Pos.Seq != uint64(i+1) {
+				t.Errorf("channel %s: delivery %d is %v, want seq %d (no reset, gap or repeat)", ch, i, e, i+1)
+			}
+		}
+	}
+}

@@ -28,19 +28,21 @@ const maxRetryDelay = 2 * time.Second
 //
 // The subscriptions are grouped in shards, each one Pub/Sub connection with
 // one reading goroutine: on a single node or Sentinel one shard holds every
-// channel (SUBSCRIBE); on Cluster a shard holds the channels of one hash slot
-// (SSUBSCRIBE, which takes the channels of one slot per command and is
-// served by the slot's node), so its connection follows the slot when it
-// moves. A shard lives while it has channels.
+// channel (SUBSCRIBE); on Cluster a shard holds the channels of one node
+// (SSUBSCRIBE, served by the node of the channel's slot, one command per
+// slot), and channels move to another shard when their slot moves. A shard
+// lives while it has channels.
 type redisWatcher struct {
 	r       *Redis
 	cluster *redis.ClusterClient // nil: single node or Sentinel
 
 	subs atomic.Pointer[[]*redisSub] // copy on write: no lock per message
 
-	mu     sync.Mutex // guards shards and closed
-	shards map[int]*pubsubShard
-	closed bool
+	mu      sync.Mutex              // guards shards, retired, closed, and each listener's shard
+	shards  map[string]*pubsubShard // by node address on Cluster, else ""
+	retired []*pubsubShard          // emptied by moves: their readers end on their own
+	closed  bool
+	closing chan struct{} // closed by close
 }
 
 // redisSub is one Watch caller.
@@ -142,12 +144,20 @@ func (w *redisWatcher) update(f func([]*redisSub) []*redisSub) {
 // close ends every subscription for good. Later Watch and Listen calls fail.
 func (w *redisWatcher) close() {
 	w.mu.Lock()
+	if !w.closed {
+		close(w.closing)
+	}
 	w.closed = true
 	w.subs.Store(&[]*redisSub{})
 	shards := w.shards
 	w.shards = nil
+	retired := w.retired
+	w.retired = nil
 	w.mu.Unlock()
 	for _, sh := range shards {
+		sh.stop()
+	}
+	for _, sh := range retired {
 		sh.stop()
 	}
 }
@@ -155,42 +165,51 @@ func (w *redisWatcher) close() {
 // listen adds a listener of Pub/Sub channel name and waits for Redis's
 // confirmation of its subscription.
 func (w *redisWatcher) listen(ctx context.Context, name string, resync func()) (func(), error) {
-	key := 0
+	key, node := "", (*redis.Client)(nil)
 	if w.cluster != nil {
-		key = int(slotOf(name))
+		var err error
+		if node, err = w.cluster.MasterForKey(ctx, name); err != nil {
+			return nil, w.r.fail("listen: find the node of "+name, err)
+		}
+		key = node.Options().Addr
 	}
+	l := &listener{resync: resync}
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
 		return nil, fmt.Errorf("store: listen: %w", events.ErrClosed)
 	}
-	if w.shards == nil {
-		w.shards = make(map[int]*pubsubShard)
-	}
-	sh := w.shards[key]
-	if sh == nil {
-		sh = newShard(w, key)
-		w.shards[key] = sh
-	}
+	sh := w.shard(key, node)
 	sh.users++ // keeps sh while this call runs, and then for its listener
+	l.sh = sh
 	w.mu.Unlock()
-	l := &listener{resync: resync}
 	if err := sh.add(ctx, name, l); err != nil {
-		w.done(sh)
+		w.release(name, l)
 		return nil, w.r.fail("listen: subscribe to "+name, err)
 	}
 	var once sync.Once
-	return func() {
-		once.Do(func() {
-			sh.remove(name, l)
-			w.done(sh)
-		})
-	}, nil
+	return func() { once.Do(func() { w.release(name, l) }) }, nil
 }
 
-// done drops one user of sh, stopping it after the last.
-func (w *redisWatcher) done(sh *pubsubShard) {
+// shard returns the shard of key, making it if needed. w.mu must be held.
+func (w *redisWatcher) shard(key string, node *redis.Client) *pubsubShard {
+	if w.shards == nil {
+		w.shards = make(map[string]*pubsubShard)
+	}
+	sh := w.shards[key]
+	if sh == nil {
+		sh = newShard(w, key, node)
+		w.shards[key] = sh
+	}
+	return sh
+}
+
+// release drops listener l of name from its shard (the one it is on now:
+// a move may have changed it), stopping the shard after its last user.
+func (w *redisWatcher) release(name string, l *listener) {
 	w.mu.Lock()
+	sh := l.sh
+	sh.remove(name, l)
 	sh.users--
 	last := sh.users == 0
 	if last && w.shards[sh.key] == sh {
