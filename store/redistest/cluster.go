@@ -190,7 +190,7 @@ func (n *ClusterNode) start(t testing.TB) {
 	args := []string{"--port", strconv.Itoa(n.port), "--bind", "127.0.0.1", "--daemonize", "no",
 		"--save", "", "--appendonly", "no", "--dir", n.dir,
 		"--dbfilename", fmt.Sprintf("dump-%d.rdb", n.port),
-		"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(n.bus),
+		"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(n.bus), "--cluster-announce-ip", "127.0.0.1",
 		// The other nodes keep serving their slots while one is down, so a
 		// test sees a node fail alone.
 		"--cluster-require-full-coverage", "no",
