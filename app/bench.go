@@ -106,6 +106,9 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if len(args) > 0 && args[0] == "bare" {
 		return bareCmd(ctx, args[1:], stdout)
 	}
+	if len(args) > 0 && args[0] == "cluster" {
+		return clusterCmd(ctx, args[1:], stdout, stderr)
+	}
 	o, err := parseBenchFlags(args, getenv, stderr)
 	if err != nil {
 		return err

@@ -27,6 +27,8 @@ type Hub struct {
 	mu   sync.Mutex // serialises changes to subscriber lists
 	subs map[*Subscription]struct{}
 
+	interest *interests // the channels the log is asked to deliver (interest.go)
+
 	stop   func()
 	closed atomic.Bool
 }
@@ -74,8 +76,10 @@ func NewHub(log Log, opts HubOptions) *Hub {
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Hub{log: log, logger: logger, notes: opts.Notifications, obs: obs, queue: opts.Queue.withDefaults(),
+	h := &Hub{log: log, logger: logger, notes: opts.Notifications, obs: obs, queue: opts.Queue.withDefaults(),
 		subs: make(map[*Subscription]struct{})}
+	h.interest = newInterests(log, h.resyncChannel)
+	return h
 }
 
 // Start begins watching the log; it returns once watching is in place.
@@ -97,6 +101,7 @@ func (h *Hub) Close() {
 	if h.stop != nil {
 		h.stop()
 	}
+	h.interest.close()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {
@@ -199,14 +204,19 @@ func (h *Hub) Head(ctx context.Context, channel string) (Position, error) {
 // calls Replay, then Deliver for each event it Takes, and Close at the end.
 //
 // A channel without a cursor starts at its head, taken here, after the
-// subscription is in the fan-out lists: every event appended once Subscribe
-// has returned reaches the subscription. Transports call it before they
+// subscription is in the fan-out lists, and after the log has confirmed it
+// delivers the channel (Listen): every event appended once Subscribe has
+// returned reaches the subscription. Transports call it before they
 // answer a client (200 or 101), so "live only" means every event published
 // after the client has its answer. When a head cannot be read, the
 // subscription is closed and the error returned.
 func (h *Hub) Subscribe(ctx context.Context, channels []string, cursor Cursor) (*Subscription, error) {
 	s := newSubscription(h, channels, cursor)
+	if err := h.interest.acquire(ctx, s.channels); err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
 	if err := h.register(s); err != nil {
+		h.interest.release(s.channels)
 		return nil, err
 	}
 	for _, ch := range s.channels {

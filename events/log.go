@@ -46,13 +46,32 @@ type Log interface {
 	// the channel's first event arrives. Only Append makes a channel exist.
 	Head(ctx context.Context, channel string) (Position, error)
 
-	// Watch calls deliver with every event appended to any channel, by any
+	// Watch calls deliver with every event appended to a channel listened
+	// to (Listen; a log may deliver other channels' too), by any
 	// process sharing the log, in each channel's append order; it may skip
 	// events (a Redis Pub/Sub outage), never reorder them. After such an
 	// outage it calls resync, so readers re-read what they may have missed.
-	// deliver and resync must not block. Watch returns once watching is in
-	// place; stop ends it and waits for its goroutines.
+	// deliver and resync must not block, and may be called at once from
+	// several goroutines, for different channels (each channel's events in
+	// order from one). Watch returns once watching is in place; stop ends it
+	// and waits for its goroutines.
 	Watch(ctx context.Context, deliver func(*Event), resync func()) (stop func(), err error)
+
+	// Listen makes Watch deliver channel's events until release is called
+	// (store.Redis: one Pub/Sub channel per relay channel, so a process
+	// receives only its clients' channels; store.Memory delivers every
+	// channel anyway). It returns only once the log's live feed carries
+	// them (Redis has confirmed the subscription): every event appended
+	// after Listen has returned is delivered, or followed by a resync.
+	// resync is called when the feed of this channel may have skipped
+	// events (the Pub/Sub connection serving it dropped, or moved to another
+	// Redis node); it must not block. release is idempotent. The hub
+	// listens to a channel while it has a local subscriber of it.
+	//
+	// Listen is part of Log rather than an optional interface: a wrapper
+	// that embeds a Log (metrics, tests) forwards it, where a forgotten
+	// optional method would leave its process receiving no event at all.
+	Listen(ctx context.Context, channel string, resync func()) (release func(), err error)
 }
 
 // IdempotencyWindow is how long a channel remembers an idempotency key: a

@@ -77,6 +77,7 @@ func (s *Subscription) Close() {
 	s.closeOnce.Do(func() {
 		s.hub.unsubscribe(s)
 		s.q.stop()
+		s.hub.interest.release(s.channels)
 	})
 }
 

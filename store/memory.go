@@ -295,6 +295,9 @@ func (m *Memory) Watch(ctx context.Context, deliver func(*events.Event), resync 
 	}, nil
 }
 
+// Listen returns at once: a memory log's Watch delivers every channel.
+func (m *Memory) Listen(context.Context, string, func()) (func(), error) { return func() {}, nil }
+
 func (m *Memory) updateWatchers(f func([]*memWatcher) []*memWatcher) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -93,6 +93,7 @@ func TestRedisPresenceSharedByTwoProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
+	listen(t, b, got.resync, events.PresenceChannel("7"))
 	d := events.Draft{Channel: events.PresenceChannel("7"), Type: "typing", Fields: []byte(`"type":"typing"`)}
 	if err := a.Broadcast(ctx, events.NewEphemeral(d, now)); err != nil {
 		t.Fatal(err)

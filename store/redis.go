@@ -45,12 +45,12 @@ var (
 	scriptHead    = redis.NewScript(luaLib + luaHead)
 )
 
-// DefaultRedisPrefix starts every key and the Pub/Sub channel relay uses.
+// DefaultRedisPrefix starts every key and Pub/Sub channel relay uses.
 const DefaultRedisPrefix = "relay:"
 
 // RedisOptions configure a Redis log. Zero values take the defaults.
 type RedisOptions struct {
-	// Prefix starts every key and the Pub/Sub channel (default "relay:").
+	// Prefix starts every key and Pub/Sub channel (default "relay:").
 	// Processes sharing a log use the same prefix. It may not contain '{' or
 	// '}', which would put every channel in one Redis Cluster slot.
 	Prefix string
@@ -61,9 +61,13 @@ type RedisOptions struct {
 	// IdempotencyWindow is how long a channel remembers an idempotency key
 	// (default events.IdempotencyWindow); Redis expires each key after it.
 	IdempotencyWindow time.Duration
-	// OnReconnect, when set, is called each time the Pub/Sub connection is
+	// OnReconnect, when set, is called each time a Pub/Sub connection is
 	// subscribed again after it was lost (metrics). It must not block.
 	OnReconnect func()
+	// OnReceive, when set, is called for every message received over
+	// Pub/Sub, before it is parsed: the events this process is sent (metrics,
+	// the cluster bench). It must be cheap and never block.
+	OnReceive func()
 }
 
 // Redis is an events.Log on Redis Streams, shared by every relay process
@@ -95,8 +99,9 @@ type RedisOptions struct {
 // (AOF with appendfsync always), and each script runs INFO server. The
 // benefit: an id is never handed out for two events, and a client that was
 // offline during the rollback is told too, whenever it comes back. A hash
-// written without a run_id (an older relay) adopts the current one. Each append also publishes the event on the Pub/Sub
-// channel "<prefix>events" (format in redis_publish.lua), which Watch reads;
+// written without a run_id (an older relay) adopts the current one. Each append also publishes the event on the channel's Pub/Sub
+// channel "<prefix>{<channel>}:p" (format in redis_publish.lua; SPUBLISH on
+// Cluster), which Watch reads for the channels listened to (Listen);
 // Broadcast publishes ephemeral events there too (format in redis_watch.go).
 type Redis struct {
 	client  redis.UniversalClient
@@ -115,6 +120,7 @@ type Redis struct {
 	closeErr  error
 
 	onReconnect func() // RedisOptions.OnReconnect, never nil
+	onReceive   func() // RedisOptions.OnReceive, never nil
 }
 
 // OpenRedis connects to the Redis at url ("redis://[user:password@]host:port/db",
@@ -174,7 +180,13 @@ func NewRedis(ctx context.Context, client redis.UniversalClient, opt RedisOption
 	if r.onReconnect == nil {
 		r.onReconnect = func() {}
 	}
+	r.onReceive = opt.OnReceive
+	if r.onReceive == nil {
+		r.onReceive = func() {}
+	}
 	r.watcher.subs.Store(&[]*redisSub{})
+	r.watcher.closing = make(chan struct{})
+	r.watcher.cluster, _ = client.(*redis.ClusterClient)
 	if err := r.client.Ping(ctx).Err(); err != nil {
 		return nil, r.fail("connect", err)
 	}
@@ -193,7 +205,20 @@ func (r *Redis) keys(channel string) []string {
 	return []string{tag + "m", tag + "s"}
 }
 
-func (r *Redis) pubsubChannel() string { return r.prefix + "events" }
+// pubsubChannel is the Pub/Sub channel of a relay channel's events, in the
+// channel's Cluster slot: "<prefix>{<channel>}:p". redis_publish.lua derives
+// it from the meta key.
+func (r *Redis) pubsubChannel(channel string) string { return r.prefix + "{" + channel + "}:p" }
+
+// publishCommand is how the publish script and Broadcast publish: sharded
+// Pub/Sub on Cluster (Redis 7), which keeps each message on its slot's node
+// instead of broadcasting it to every node over the cluster bus.
+func (r *Redis) publishCommand() string {
+	if r.watcher.cluster != nil {
+		return "SPUBLISH"
+	}
+	return "PUBLISH"
+}
 
 // fail wraps err from op, saying what to do next. Redis not answering (down,
 // stalled, failing over, loading its data) wraps events.ErrUnavailable: the

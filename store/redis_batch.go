@@ -370,7 +370,7 @@ func (w *redisWriter) pipeline(ctx context.Context, gs []group) []*redis.Cmd {
 		for _, g := range gs {
 			keys := r.keys(g.channel)
 			args := make([]any, 0, 6+3*len(g.entries))
-			args = append(args, events.NewEpoch(), r.ret.MaxEvents, r.maxAge, r.pubsubChannel(), g.channel, r.window)
+			args = append(args, events.NewEpoch(), r.ret.MaxEvents, r.maxAge, r.publishCommand(), g.channel, r.window)
 			for _, e := range g.entries {
 				d := e.c.drafts[e.i]
 				keyed := "0"

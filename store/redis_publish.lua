@@ -7,8 +7,8 @@
 -- then one key per event that has an idempotency key, in order: its string
 -- "<prefix>{<channel>}:i:<key>", holding "<epoch> <seq> <ms>" of the first
 -- append for one window.
--- ARGV: [1] candidate epoch, [2] max events, [3] max age ms, [4] pub/sub
---       channel, [5] channel name, [6] idempotency window ms, then three per
+-- ARGV: [1] candidate epoch, [2] max events, [3] max age ms, [4] PUBLISH, or
+--       SPUBLISH on Cluster, [5] channel name, [6] idempotency window ms, then three per
 --       event: type, fields, "1" when it has an idempotency key else "0".
 -- Returns four values per event: epoch, seq, time ms, and 1 for a repeat
 -- (nothing stored or published) else 0.
@@ -43,7 +43,8 @@ for i = 7, #ARGV, 3 do
       redis.call('SET', seen, table.concat({epoch, id, ts}, ' '), 'PX', ARGV[6])
     end
     -- Message: "r1\n<channel>\n<epoch>\n<seq>\n<ms>\n<len(type)>\n<type><fields>".
-    redis.call('PUBLISH', ARGV[4], table.concat({'r1', ARGV[5], epoch, id, ts,
+    -- On the channel's Pub/Sub channel "<prefix>{<channel>}:p", in its slot.
+    redis.call(ARGV[4], string.sub(meta, 1, -2) .. 'p', table.concat({'r1', ARGV[5], epoch, id, ts,
       string.format('%d', #typ), typ .. fields}, '\n'))
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = epoch, seq, ts, 0
   end

@@ -25,6 +25,7 @@ func TestRedisOnReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
+	listen(t, r, func() {}, "x") // a channel listened to: one Pub/Sub connection
 	if n := reconnects.Load(); n != 0 {
 		t.Fatalf("reconnects after the first subscription: got %d, want 0", n)
 	}

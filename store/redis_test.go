@@ -54,6 +54,19 @@ func newRedis(t *testing.T, client redis.UniversalClient, prefix string) *store.
 	return r
 }
 
+// listen makes r's Watch deliver channels until the test ends; a channel's
+// resyncs call resync.
+func listen(t *testing.T, r *store.Redis, resync func(), channels ...string) {
+	t.Helper()
+	for _, ch := range channels {
+		release, err := r.Listen(context.Background(), ch, resync)
+		if err != nil {
+			t.Fatalf("Listen(%s): %v", ch, err)
+		}
+		t.Cleanup(release)
+	}
+}
+
 // testLogger logs to t; stores log only before Close returns, which is before
 // t ends.
 func testLogger(t *testing.T) *slog.Logger {
@@ -115,6 +128,7 @@ func TestRedisSharedByTwoProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
+	listen(t, b, got.resync, "p1", "p2")
 	var want []*events.Event
 	for i := range 10 {
 		evs, err := a.Append(context.Background(), []events.Draft{
@@ -157,6 +171,7 @@ func TestRedisWatchResyncsAfterDroppedConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
+	listen(t, r, got.resync, "d")
 	appendOne := func(typ string) events.Position {
 		t.Helper()
 		evs, err := r.Append(context.Background(), []events.Draft{{Channel: "d", Type: typ}})
@@ -264,6 +279,7 @@ func TestRedisServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
+	listen(t, r, got.resync, "r")
 	before, err := r.Append(ctx, []events.Draft{{Channel: "r", Type: "before"}})
 	if err != nil {
 		t.Fatal(err)

@@ -15,78 +15,101 @@ import (
 	"github.com/relaydev/relay/events"
 )
 
-// subscribeTimeout bounds the wait for Redis to confirm the subscription.
+// subscribeTimeout bounds the wait for Redis to confirm a subscription.
 const subscribeTimeout = 10 * time.Second
 
 // maxRetryDelay caps the pause between failed reconnects to Pub/Sub: short
 // enough that subscribers catch up soon after Redis is back.
 const maxRetryDelay = 2 * time.Second
 
-// redisWatcher holds a Redis log's one Pub/Sub subscription, shared by every
-// Watch: one connection and one goroutine per process, fanned out in memory.
-// It runs while at least one Watch does.
+// redisWatcher holds a Redis log's Pub/Sub subscriptions: one Pub/Sub
+// channel per relay channel some hub listens to (Listen), shared by every
+// Watch of the process and fanned out in memory.
+//
+// The subscriptions are grouped in shards, each one Pub/Sub connection with
+// one reading goroutine: on a single node or Sentinel one shard holds every
+// channel (SUBSCRIBE); on Cluster a shard holds the channels of one node
+// (SSUBSCRIBE, served by the node of the channel's slot, one command per
+// slot), and channels move to another shard when their slot moves. A shard
+// lives while it has channels.
 type redisWatcher struct {
-	r *Redis
+	r       *Redis
+	cluster *redis.ClusterClient // nil: single node or Sentinel
 
 	subs atomic.Pointer[[]*redisSub] // copy on write: no lock per message
 
-	mu     sync.Mutex // serialises start and stop; held while subscribing
-	ps     *redis.PubSub
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the reading goroutine ends
-	closed bool
+	mu      sync.Mutex              // guards shards, retired, closed, and each listener's shard
+	shards  map[string]*pubsubShard // by node address on Cluster, else ""
+	retired []*pubsubShard          // emptied by moves: their readers end on their own
+	closed  bool
+	closing chan struct{} // closed by close
 }
 
 // redisSub is one Watch caller.
 type redisSub struct {
-	mu      sync.Mutex // held during calls, so stop waits for one in progress
+	// mu is read-held during calls, so that stop waits for those in
+	// progress; shards' readers call at once without waiting on each other.
+	mu      sync.RWMutex
 	stopped bool
 	deliver func(*events.Event)
 	resync  func()
 }
 
 // Watch calls deliver with every event appended by any process sharing this
-// Redis and prefix, in each channel's order; see events.Log.
+// Redis and prefix to a channel listened to (Listen), in each channel's
+// order; see events.Log.
 //
-// Events arrive over Redis Pub/Sub, which is at most once. When the Pub/Sub
+// Events arrive over Redis Pub/Sub, which is at most once. When a Pub/Sub
 // connection drops, go-redis reconnects and subscribes again; once Redis has
-// confirmed the new subscription, resync is called, so that a caller re-reads
-// (Read) from its cursors what was published during the gap. Events delivered
-// after resync may repeat some of what that Read returns: skip events at or
-// before the position already sent. stop must not be called from deliver or
-// resync.
+// confirmed the new subscription, resync is called (single node, Sentinel),
+// or each listener's resync of the channels that connection serves (Cluster),
+// so that a caller re-reads (Read) from its cursors what was published during
+// the gap. Events delivered after resync may repeat some of what that Read
+// returns: skip events at or before the position already sent. stop must not
+// be called from deliver or resync. On Cluster, deliver and resync are
+// called from one goroutine per Pub/Sub connection, so at once for channels
+// of different slots; one channel's events come from one, in order.
 //
 // On a Sentinel URL (OpenRedis with ?master_name=), Watch also listens to the
 // Sentinels and moves its subscription to a promoted master as soon as they
 // announce it, then calls resync (redis_failover.go); a log on a client made
-// by the caller follows the master only when that connection drops.
+// by the caller follows the master only when that connection drops. On
+// Cluster, a slot that moves (migration, failover) unsubscribes its channels
+// (Redis 7 sends sunsubscribe): the shard subscribes again where the slot is
+// now and resyncs them.
 func (r *Redis) Watch(ctx context.Context, deliver func(*events.Event), resync func()) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, r.fail("watch", err)
 	}
 	s := &redisSub{deliver: deliver, resync: resync}
-	if err := r.watcher.add(ctx, s); err != nil {
+	if err := r.watcher.add(s); err != nil {
 		return nil, err
 	}
 	return func() { r.watcher.remove(s) }, nil
 }
 
-func (w *redisWatcher) add(ctx context.Context, s *redisSub) error {
+// Listen subscribes to channel's Pub/Sub channel, "<prefix>{<channel>}:p" (in
+// the channel's Cluster slot), and returns once Redis has confirmed it; see
+// events.Log. Several calls for one channel share one subscription;
+// the last release ends it.
+func (r *Redis) Listen(ctx context.Context, channel string, resync func()) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, r.fail("listen", err)
+	}
+	return r.watcher.listen(ctx, r.pubsubChannel(channel), resync)
+}
+
+func (w *redisWatcher) add(s *redisSub) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return fmt.Errorf("store: watch: %w", events.ErrClosed)
 	}
-	if w.ps == nil {
-		if err := w.start(ctx); err != nil {
-			return err
-		}
-	}
 	w.update(func(subs []*redisSub) []*redisSub { return append(subs, s) })
 	return nil
 }
 
-// remove ends s's deliveries, and the subscription when s was the last.
+// remove ends s's deliveries.
 func (w *redisWatcher) remove(s *redisSub) {
 	s.mu.Lock()
 	already := s.stopped
@@ -97,7 +120,7 @@ func (w *redisWatcher) remove(s *redisSub) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	left := w.update(func(subs []*redisSub) []*redisSub {
+	w.update(func(subs []*redisSub) []*redisSub {
 		out := make([]*redisSub, 0, len(subs))
 		for _, x := range subs {
 			if x != s {
@@ -106,126 +129,116 @@ func (w *redisWatcher) remove(s *redisSub) {
 		}
 		return out
 	})
-	if len(left) == 0 {
-		w.stop()
-	}
-}
-
-// close ends the subscription for good. Later Watch calls fail.
-func (w *redisWatcher) close() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.closed = true
-	w.subs.Store(&[]*redisSub{})
-	w.stop()
 }
 
 // update replaces the subscriber list with f's result. w.mu must be held.
-func (w *redisWatcher) update(f func([]*redisSub) []*redisSub) []*redisSub {
+func (w *redisWatcher) update(f func([]*redisSub) []*redisSub) {
 	var old []*redisSub
 	if p := w.subs.Load(); p != nil {
 		old = *p
 	}
 	next := f(append([]*redisSub(nil), old...))
 	w.subs.Store(&next)
-	return next
 }
 
-// start subscribes and returns once Redis has confirmed the subscription, so
-// every event published afterwards is seen. w.mu must be held.
-func (w *redisWatcher) start(ctx context.Context) error {
-	channel := w.r.pubsubChannel()
-	// Every dial of this subscription, go-redis's reconnects included, learns
-	// where it went (redis_failover.go).
-	trk := &pubsubTracker{}
-	ctx = withTracker(ctx, trk)
-	ps := w.r.client.Subscribe(ctx, channel)
-	// A cancelled ctx does not interrupt a blocked read (redis/go-redis#2556);
-	// closing the PubSub does.
-	unhook := context.AfterFunc(ctx, func() { _ = ps.Close() })
-	msg, err := ps.ReceiveTimeout(ctx, subscribeTimeout)
-	if !unhook() {
-		err = ctx.Err()
+// close ends every subscription for good. Later Watch and Listen calls fail.
+func (w *redisWatcher) close() {
+	w.mu.Lock()
+	if !w.closed {
+		close(w.closing)
 	}
-	if sub, ok := msg.(*redis.Subscription); err == nil && (!ok || sub.Kind != "subscribe") {
-		err = fmt.Errorf("got %v before the subscription's confirmation", msg)
+	w.closed = true
+	w.subs.Store(&[]*redisSub{})
+	shards := w.shards
+	w.shards = nil
+	retired := w.retired
+	w.retired = nil
+	w.mu.Unlock()
+	for _, sh := range shards {
+		sh.stop()
 	}
-	if err != nil {
-		_ = ps.Close()
-		return w.r.fail("watch: subscribe to "+channel, err)
+	for _, sh := range retired {
+		sh.stop()
 	}
-	base, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	w.ps, w.cancel, w.done = ps, cancel, done
-	var follower *masterFollower
-	if opt := trk.failover(); opt != nil && len(opt.SentinelAddrs) > 0 {
-		follower = &masterFollower{opt: opt, trk: trk, log: w.r.log}
-	}
-	go func() {
-		defer close(done)
-		var wg sync.WaitGroup
-		if follower != nil {
-			wg.Go(func() { follower.run(base) })
-		}
-		w.read(withTracker(base, trk), ps, trk)
-		wg.Wait()
-	}()
-	return nil
 }
 
-// stop ends the subscription and waits for its goroutine. w.mu must be held.
-func (w *redisWatcher) stop() {
-	if w.ps == nil {
-		return
+// listen adds a listener of Pub/Sub channel name and waits for Redis's
+// confirmation of its subscription.
+func (w *redisWatcher) listen(ctx context.Context, name string, resync func()) (func(), error) {
+	key, node := "", (*redis.Client)(nil)
+	if w.cluster != nil {
+		var err error
+		if node, err = w.cluster.MasterForKey(ctx, name); err != nil {
+			return nil, w.r.fail("listen: find the node of "+name, err)
+		}
+		key = node.Options().Addr
 	}
-	w.cancel()
-	_ = w.ps.Close() // interrupts the blocked Receive
-	<-w.done
-	w.ps, w.cancel, w.done = nil, nil, nil
+	l := &listener{resync: resync}
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil, fmt.Errorf("store: listen: %w", events.ErrClosed)
+	}
+	sh := w.shard(key, node)
+	sh.users++ // keeps sh while this call runs, and then for its listener
+	l.sh = sh
+	w.mu.Unlock()
+	if err := sh.add(ctx, name, l); err != nil {
+		w.release(name, l)
+		return nil, w.r.fail("listen: subscribe to "+name, err)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { w.release(name, l) }) }, nil
 }
 
-// read receives messages until ctx ends. It uses Receive, not go-redis's
-// Channel helper, which drops messages when its buffer stays full.
-func (w *redisWatcher) read(ctx context.Context, ps *redis.PubSub, trk *pubsubTracker) {
-	log := w.r.log.With("channel", w.r.pubsubChannel())
-	failures := 0
-	for {
-		msg, err := ps.Receive(ctx)
-		if ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
-			return
+// shard returns the shard of key, making it if needed. w.mu must be held.
+func (w *redisWatcher) shard(key string, node *redis.Client) *pubsubShard {
+	if w.shards == nil {
+		w.shards = make(map[string]*pubsubShard)
+	}
+	sh := w.shards[key]
+	if sh == nil {
+		sh = newShard(w, key, node)
+		w.shards[key] = sh
+	}
+	return sh
+}
+
+// release drops listener l of name from its shard (the one it is on now:
+// a move may have changed it), stopping the shard after its last user.
+func (w *redisWatcher) release(name string, l *listener) {
+	w.mu.Lock()
+	sh := l.sh
+	sh.remove(name, l)
+	sh.users--
+	last := sh.users == 0
+	if last && w.shards[sh.key] == sh {
+		delete(w.shards, sh.key)
+	}
+	w.mu.Unlock()
+	if last {
+		sh.stop()
+	}
+}
+
+// deliver is the per-event path: one atomic load, then each Watch.
+func (w *redisWatcher) deliver(ev *events.Event) {
+	for _, s := range *w.subs.Load() {
+		s.mu.RLock()
+		if !s.stopped {
+			s.deliver(ev)
 		}
-		if err != nil {
-			failures++
-			if trk.moved.Swap(false) {
-				failures = 0 // a move, not an outage: reconnect at once
-				continue
-			}
-			if failures == 1 {
-				log.Warn("redis pub/sub connection lost; reconnecting, then subscribers re-read what they missed; check that Redis is up and reachable", "err", err)
-			}
-			if failures > 1 && !sleep(ctx, min(50*time.Millisecond<<min(failures-2, 6), maxRetryDelay)) {
-				return
-			}
-			continue
+		s.mu.RUnlock()
+	}
+}
+
+func (w *redisWatcher) resync() {
+	for _, s := range *w.subs.Load() {
+		s.mu.RLock()
+		if !s.stopped {
+			s.resync()
 		}
-		failures = 0
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			// Only a new connection confirms a subscription again.
-			if m.Kind == "subscribe" {
-				log.Info("redis pub/sub subscribed again after a reconnect; resyncing subscribers")
-				w.r.onReconnect()
-				w.resync()
-			}
-		case *redis.Message:
-			ev, err := parseMessage(m.Payload)
-			if err != nil {
-				log.Error("redis pub/sub message not understood; resyncing subscribers (are relay versions with different formats sharing this prefix?)", "err", err)
-				w.resync()
-				continue
-			}
-			w.deliver(ev)
-		}
+		s.mu.RUnlock()
 	}
 }
 
@@ -241,35 +254,23 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (w *redisWatcher) deliver(ev *events.Event) {
-	for _, s := range *w.subs.Load() {
-		s.mu.Lock()
-		if !s.stopped {
-			s.deliver(ev)
-		}
-		s.mu.Unlock()
-	}
-}
-
-func (w *redisWatcher) resync() {
-	for _, s := range *w.subs.Load() {
-		s.mu.Lock()
-		if !s.stopped {
-			s.resync()
-		}
-		s.mu.Unlock()
-	}
-}
-
-// Broadcast publishes an ephemeral event on the Pub/Sub channel every
-// process's Watch reads, without storing it: one PUBLISH. Like every Pub/Sub
+// Broadcast publishes an ephemeral event on its channel's Pub/Sub channel,
+// which every process listening to the channel reads, without storing it:
+// one PUBLISH (SPUBLISH on Cluster). Like every Pub/Sub
 // message it is delivered at most once; a process that misses it (an outage)
 // never sees it, which suits typing and viewing.
 func (r *Redis) Broadcast(ctx context.Context, ev *events.Event) error {
 	if !ev.Ephemeral {
 		return fmt.Errorf("store: broadcast: event is not ephemeral; append it instead: %w", events.ErrInvalid)
 	}
-	if err := r.client.Publish(ctx, r.pubsubChannel(), ephemeralMessage(ev)).Err(); err != nil {
+	name, msg := r.pubsubChannel(ev.Channel), ephemeralMessage(ev)
+	var err error
+	if r.watcher.cluster != nil {
+		err = r.client.SPublish(ctx, name, msg).Err()
+	} else {
+		err = r.client.Publish(ctx, name, msg).Err()
+	}
+	if err != nil {
 		return r.fail("broadcast", err)
 	}
 	return nil

@@ -59,6 +59,7 @@ func testFailover(t *testing.T, s *redistest.Sentinel) {
 			t.Fatal(err)
 		}
 		t.Cleanup(stop)
+		listen(t, w.r, w.c.resync, "f")
 	}
 	has := func(c *collector, ev *events.Event) func() bool {
 		return func() bool {
@@ -122,11 +123,11 @@ func testFailover(t *testing.T, s *redistest.Sentinel) {
 	// resync, not live, so it is not asserted here.
 	old := s.Client(t, demoted)
 	onDemoted := func() int64 {
-		n, err := old.PubSubNumSub(ctx, prefix+"events").Result()
+		n, err := old.PubSubNumSub(ctx, prefix+"{f}:p").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return n[prefix+"events"]
+		return n[prefix+"{f}:p"]
 	}
 	waitFor(t, "a Watch is still subscribed on the demoted master", func() bool { return onDemoted() == 0 })
 	for _, r := range []*store.Redis{a, b} {

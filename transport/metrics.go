@@ -35,6 +35,7 @@ type Metrics struct {
 	storeErrors  map[string]prometheus.Counter  // by op
 	storeLatency map[string]prometheus.Observer // by op
 	reconnects   prometheus.Counter
+	received     prometheus.Counter
 }
 
 // Transports, the values of the transport label and log attribute.
@@ -90,8 +91,10 @@ func NewMetrics() *Metrics {
 	}
 	m.reconnects = prometheus.NewCounter(prometheus.CounterOpts{Name: "relay_redis_pubsub_reconnects_total",
 		Help: "Times the Redis Pub/Sub connection subscribed again after it was lost (subscribers then re-read the log)."})
+	m.received = prometheus.NewCounter(prometheus.CounterOpts{Name: "relay_store_events_received_total",
+		Help: "Events this process was sent by Redis Pub/Sub: those of the channels its clients read (stored and ephemeral)."})
 	for _, c := range []prometheus.Collector{conns, m.subs, m.delivered, m.replayed, resets, disc, m.published,
-		m.publishLatency, storeErrors, storeLatency, m.reconnects} {
+		m.publishLatency, storeErrors, storeLatency, m.reconnects, m.received} {
 		f(c)
 	}
 	return m
@@ -133,6 +136,10 @@ func (m *Metrics) ObserveStore(op string, took time.Duration, failed bool) {
 
 // PubSubReconnected counts a Redis Pub/Sub reconnect (store.RedisOptions.OnReconnect).
 func (m *Metrics) PubSubReconnected() { m.reconnects.Inc() }
+
+// StoreReceived counts one event received from Redis Pub/Sub
+// (store.RedisOptions.OnReceive).
+func (m *Metrics) StoreReceived() { m.received.Inc() }
 
 // presenceOnline registers the gauge of users online through this process,
 // read from online at each scrape. It fails when the gauge is there already

@@ -106,6 +106,7 @@ func TestMetricsWhileStreaming(t *testing.T) {
 		`relay_subscriptions`:                             6,
 		`relay_presence_users_online`:                     1,
 		`relay_redis_pubsub_reconnects_total`:             0,
+		`relay_store_events_received_total`:               0,
 		`relay_disconnects_total{reason="slow_consumer"}`: 0,
 		`relay_store_errors_total{op="read"}`:             0,
 		`relay_resets_total{cause="trimmed"}`:             0,

@@ -107,7 +107,7 @@ func (p *Process) openStore(ctx context.Context, cfg Config) error {
 		return nil
 	}
 	r, err := store.OpenRedis(ctx, cfg.RedisURL, store.RedisOptions{Prefix: cfg.RedisPrefix, Retention: cfg.Retention, Logger: cfg.Logger,
-		OnReconnect: p.Metrics.PubSubReconnected})
+		OnReconnect: p.Metrics.PubSubReconnected, OnReceive: p.Metrics.StoreReceived})
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"go.uber.org/goleak"
@@ -79,5 +80,34 @@ func TestBuildFailsCleanly(t *testing.T) {
 		if p, err := bootstrap.Build(context.Background(), cfg); err == nil || p != nil {
 			t.Errorf("%s: got %v, %v; want an error", name, p, err)
 		}
+	}
+}
+
+// TestBuildDeliversLive: a process built over Redis gets a published event
+// live through its hub: its wrapped log still listens to the channels its
+// subscribers read (Redis sends a process only those).
+func TestBuildDeliversLive(t *testing.T) {
+	ctx := context.Background()
+	p, err := bootstrap.Build(ctx, bootstrap.Config{Auth: verifier(t), RedisURL: redistest.URL(t), RedisPrefix: redistest.Prefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	s, err := p.Hub.Subscribe(ctx, []string{"live"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	evs, err := p.Hub.Publish(ctx, events.Draft{Channel: "live", Type: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Ready():
+		if got := s.Take(nil); len(got) != 1 || got[0].Pos != evs[0].Pos {
+			t.Errorf("got %v live, want one event at %v", got, evs[0].Pos)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the published event did not arrive live within 5 s")
 	}
 }

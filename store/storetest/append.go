@@ -166,7 +166,7 @@ func testCloseTwice(t *testing.T, newLog NewLog) {
 		}
 	}
 	mustAppend(t, log, draft("z", 1))
-	stop := watch(t, log, newRecorder())
+	stop := watch(t, log, newRecorder(), "z")
 	c, ok := log.(io.Closer)
 	if !ok {
 		return

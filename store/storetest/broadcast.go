@@ -36,7 +36,7 @@ func RunBroadcast(t *testing.T, newLog func(t *testing.T) events.Log) {
 func testBroadcastDelivered(t *testing.T, log events.Log, b events.Broadcaster) {
 	ctx := context.Background()
 	r := newRecorder()
-	watch(t, log, r)
+	watch(t, log, r, "p", "q")
 	stored := mustAppend(t, log, draft("p", 1))[0]
 	head := mustHead(t, log, "p")
 	when := time.UnixMilli(1_700_000_000_123) // whole milliseconds: Redis carries ms

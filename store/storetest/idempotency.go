@@ -156,7 +156,7 @@ func testIdempotencyBadKey(t *testing.T, newLog NewLog) {
 func testIdempotencyNotWatched(t *testing.T, newLog NewLog) {
 	log := newLog(t, Options{})
 	rec := newRecorder()
-	watch(t, log, rec)
+	watch(t, log, rec, "nw")
 	d := draft("nw", 1)
 	d.IdempotencyKey = "once"
 	mustAppend(t, log, d)

@@ -60,20 +60,36 @@ func (r *recorder) waitUntil(t *testing.T, what string, cond func([]*events.Even
 	}
 }
 
-func watch(t *testing.T, log events.Log, r *recorder) (stop func()) {
+// watch starts a Watch recording into r, and listens to channels until the
+// test ends (a log may deliver only the channels listened to).
+func watch(t *testing.T, log events.Log, r *recorder, channels ...string) (stop func()) {
 	t.Helper()
 	stop, err := log.Watch(context.Background(), r.deliver, r.resync)
 	if err != nil {
 		t.Fatalf("Watch: %v", err)
 	}
 	t.Cleanup(stop)
+	listen(t, log, r, channels...)
 	return stop
+}
+
+// listen makes log deliver channels until the test ends; a channel's
+// resyncs count in r.
+func listen(t *testing.T, log events.Log, r *recorder, channels ...string) {
+	t.Helper()
+	for _, ch := range channels {
+		release, err := log.Listen(context.Background(), ch, r.resync)
+		if err != nil {
+			t.Fatalf("Listen(%s): %v", ch, err)
+		}
+		t.Cleanup(release)
+	}
 }
 
 func testWatchOrder(t *testing.T, newLog NewLog) {
 	log := newLog(t, Options{})
 	r := newRecorder()
-	watch(t, log, r)
+	watch(t, log, r, "x", "y")
 	var appended []*events.Event
 	appended = append(appended, mustAppend(t, log, draft("x", 1), draft("y", 1), draft("x", 2))...)
 	appended = append(appended, mustAppend(t, log, drafts("y", 2, 6)...)...)
@@ -111,7 +127,7 @@ func testWatchOrder(t *testing.T, newLog NewLog) {
 func testWatchStop(t *testing.T, newLog NewLog) {
 	log := newLog(t, Options{})
 	stopped, barrier := newRecorder(), newRecorder()
-	stop := watch(t, log, stopped)
+	stop := watch(t, log, stopped, "s")
 	watch(t, log, barrier)
 	first := mustAppend(t, log, draft("s", 1))[0]
 	stopped.waitUntil(t, "the first event was not delivered", func(evs []*events.Event) bool { return len(evs) == 1 })
