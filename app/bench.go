@@ -54,7 +54,7 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.DurationVar(&o.pubDuration, "publish-duration", 3*time.Second, "many publishers: how long they publish")
 	fs.IntVar(&o.catchup, "catchup", 1000, "catch-up: missed events a resuming client reads (0: skip)")
 	fs.IntVar(&o.connections, "connections", 0, "scale: idle streams on one channel, spread over loopback source addresses (0: skip; heavy)")
-	fs.DurationVar(&o.idleCPU, "idle-cpu", 10*time.Second, "scale: how long the server's idle CPU is measured")
+	fs.DurationVar(&o.idleCPU, "idle-cpu", 30*time.Second, "scale: how long the server's idle CPU is measured (a multiple of relay's heartbeat, 15 s, counts every stream's heartbeats equally often)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

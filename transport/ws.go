@@ -80,9 +80,8 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	}
 
 	log := s.logger.With("transport", "websocket", "user", o.id.UserID)
-	ws := &wsConn{srv: s, conn: conn, sub: o.sub, id: o.id, cfg: &s.cfg,
-		projects: presenceProjects(o.channels),
-		log:      log, replies: make(chan reply, 1), quit: make(chan struct{})}
+	ws := &wsConn{srv: s, conn: conn, sub: o.sub, id: o.id, cfg: &s.cfg, projects: presenceProjects(o.channels),
+		log: log, replies: make(chan reply, 1), quit: make(chan struct{})}
 	ss := s.newSession(o, ws, log, ws.replies)
 	// The client going away (the reader's end) ends the session, and any
 	// log read in progress.
