@@ -219,7 +219,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("transport shutdown: streams still open (WebSocket, or SSE on HTTP/1.1): %w", ctx.Err())
+		return fmt.Errorf("transport shutdown: WebSocket streams still open: %w", ctx.Err())
 	}
 }
 
