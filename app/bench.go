@@ -56,7 +56,7 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.IntVar(&o.pubBatch, "publish-batch", 1, "many publishers: events per publish (a JSON array), to drive one channel harder than one request per event can; above 1 needs --bare=false")
 	fs.IntVar(&o.catchup, "catchup", 1000, "catch-up: missed events a resuming client reads (0: skip)")
 	fs.IntVar(&o.connections, "connections", 0, "scale: idle streams on one channel, spread over loopback source addresses (0: skip; heavy)")
-	fs.DurationVar(&o.idleCPU, "idle-cpu", 10*time.Second, "scale: how long the server's idle CPU is measured")
+	fs.DurationVar(&o.idleCPU, "idle-cpu", 30*time.Second, "scale: how long the server's idle CPU is measured (a multiple of relay's heartbeat, 15 s, counts every stream's heartbeats equally often)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -123,30 +123,39 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 			o.connections, need, limit)
 	}
 	if o.url != "" {
-		_, err := o.run(ctx, &benchTarget{url: strings.TrimSuffix(o.url, "/"), secret: o.secret, name: o.url}, nil)
-		return err
+		t := &benchTarget{url: strings.TrimSuffix(o.url, "/"), secret: o.secret, name: o.url}
+		for _, tr := range o.transports {
+			if _, err := o.run(ctx, t, tr, figures{}); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	var ceiling map[string]figures
-	if o.bare {
-		t, err := startBareTarget(ctx)
-		if err != nil {
-			return err
+	// One fresh process per transport and store (see idleMemory: a process
+	// keeps the pages an earlier scenario freed).
+	for _, tr := range o.transports {
+		var ceiling figures
+		if o.bare {
+			t, err := startBareTarget(ctx)
+			if err != nil {
+				return err
+			}
+			ceiling, err = o.run(ctx, t, tr, figures{})
+			t.stop()
+			if err != nil {
+				return err
+			}
 		}
-		ceiling, err = o.run(ctx, t, nil)
-		t.stop()
-		if err != nil {
-			return err
-		}
-	}
-	for _, st := range o.stores {
-		t, err := startBenchTarget(ctx, st, o.redisURL)
-		if err != nil {
-			return err
-		}
-		_, err = o.run(ctx, t, ceiling)
-		t.stop()
-		if err != nil {
-			return err
+		for _, st := range o.stores {
+			t, err := startBenchTarget(ctx, st, o.redisURL)
+			if err != nil {
+				return err
+			}
+			_, err = o.run(ctx, t, tr, ceiling)
+			t.stop()
+			if err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -166,55 +175,67 @@ func ratio(v, ceiling float64) string {
 	return fmt.Sprintf(" (%.2fx bare)", v/ceiling)
 }
 
-// run measures one target on every transport and prints its figures.
-func (o *benchOpts) run(ctx context.Context, t *benchTarget, ceiling map[string]figures) (map[string]figures, error) {
-	got := map[string]figures{}
-	for _, tr := range o.transports {
-		var f figures
-		c := ceiling[tr]
-		fmt.Fprintf(o.out, "\nrelay bench: %s, %s (%s)\n", t.name, transportName(tr), t.url)
+// run measures one target on transport tr and prints its figures, with
+// their ratios to c (the bare broadcaster's, or none). Idle memory comes
+// first, while the process has served nothing else.
+func (o *benchOpts) run(ctx context.Context, t *benchTarget, tr string, c figures) (figures, error) {
+	var f figures
+	fmt.Fprintf(o.out, "\nrelay bench: %s, %s (%s)\n", t.name, transportName(tr), t.url)
 
-		d, err := o.deliveries(ctx, t, tr)
-		if err != nil {
-			return nil, err
-		}
-		f.perConn, f.rate = d.perConn, d.rate
-		if d.perConn > 0 {
-			fmt.Fprintf(o.out, "  memory per idle connection:                 %.1f KiB%s\n", float64(d.perConn)/1024, ratio(float64(d.perConn), float64(c.perConn)))
-		}
-		note := fmt.Sprintf("offered %.0f/s; %d lost", d.offered, d.lost)
-		if r := ratio(d.rate, c.rate); r != "" {
-			note = strings.Trim(r, " ()") + "; " + note
-		}
-		fmt.Fprintf(o.out, "  deliveries/s to %d subscribers:           %.0f (%s)\n", o.subscribers, d.rate, note)
-		fmt.Fprintf(o.out, "  publish-to-receive latency p50, p99:        %s, %s\n", ms(d.p50), ms(d.p99))
-
-		p, err := o.manyPublishers(ctx, t, tr)
-		if err != nil {
-			return nil, err
-		}
-		f.accepted = p.accepted
-		fmt.Fprintf(o.out, "  %d publishers, one channel, %d subscribers: %.0f accepted/s%s, %.1f%% delivered (%d of %d subscribers dropped)\n",
-			o.publishers, o.pubSubscribers, p.accepted, ratio(p.accepted, c.accepted), 100*p.delivered, p.dropped, o.pubSubscribers)
-
-		if o.catchup > 0 && !t.bare {
-			med, worst, err := o.catchupTime(ctx, t, tr)
-			if err != nil {
-				return nil, err
-			}
-			fmt.Fprintf(o.out, "  catch-up over %d missed events (median, max of %d): %s, %s\n", o.catchup, catchupRuns, ms(med), ms(worst))
-		}
-		if o.connections > 0 {
-			s, err := o.scale(ctx, t, tr)
-			if err != nil {
-				return nil, err
-			}
-			f.scalePerConn = s.perConn
-			o.printScale(s, c)
-		}
-		got[tr] = f
+	idle, err := o.idleMemory(ctx, t, tr, o.subscribers)
+	if err != nil {
+		return f, err
 	}
-	return got, nil
+	f.perConn = idle.rss
+	if idle.rss > 0 {
+		fmt.Fprintf(o.out, "  memory per idle connection (%d streams):   %.1f KiB%s%s\n", o.subscribers,
+			float64(idle.rss)/1024, ratio(float64(idle.rss), float64(c.perConn)), idle.goNote())
+	}
+
+	d, err := o.deliveries(ctx, t, tr)
+	if err != nil {
+		return f, err
+	}
+	f.rate = d.rate
+	note := fmt.Sprintf("offered %.0f/s; %d lost", d.offered, d.lost)
+	if r := ratio(d.rate, c.rate); r != "" {
+		note = strings.Trim(r, " ()") + "; " + note
+	}
+	fmt.Fprintf(o.out, "  deliveries/s to %d subscribers:           %.0f (%s)\n", o.subscribers, d.rate, note)
+	fmt.Fprintf(o.out, "  publish-to-receive latency p50, p99:        %s, %s\n", ms(d.p50), ms(d.p99))
+
+	p, err := o.manyPublishers(ctx, t, tr)
+	if err != nil {
+		return f, err
+	}
+	f.accepted = p.accepted
+	fmt.Fprintf(o.out, "  %d publishers, one channel, %d subscribers: %.0f accepted/s%s, %.1f%% delivered (%d of %d subscribers dropped)\n",
+		o.publishers, o.pubSubscribers, p.accepted, ratio(p.accepted, c.accepted), 100*p.delivered, p.dropped, o.pubSubscribers)
+
+	if o.catchup > 0 && !t.bare {
+		med, worst, err := o.catchupTime(ctx, t, tr)
+		if err != nil {
+			return f, err
+		}
+		fmt.Fprintf(o.out, "  catch-up over %d missed events (median, max of %d): %s, %s\n", o.catchup, catchupRuns, ms(med), ms(worst))
+	}
+	if o.connections > 0 {
+		s, err := o.scale(ctx, t, tr)
+		if err != nil {
+			return f, err
+		}
+		f.scalePerConn = s.perConn.rss
+		o.printScale(s, c)
+	}
+	return f, nil
+}
+
+// goNote is ": Go heap +x, stacks +y KiB" when relay's /metrics told them.
+func (r idleResult) goNote() string {
+	if r.heap == 0 && r.stack == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (Go heap in use %+.1f, stacks %+.1f KiB)", float64(r.heap)/1024, float64(r.stack)/1024)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }

@@ -27,7 +27,6 @@ type deliveryResult struct {
 	offered  float64 // events published per second times subscribers
 	p50, p99 time.Duration
 	lost     int
-	perConn  int64 // server memory per idle connection, bytes (0: unknown)
 }
 
 // benchSub is one subscriber; only its goroutine writes it until done.
@@ -80,8 +79,7 @@ func openAll(ctx context.Context, bn *benchNet, wg *sync.WaitGroup, n int, tr, u
 	return nil
 }
 
-// deliveries opens o.subscribers idle streams on one channel (measuring
-// the server's memory growth), then publishes o.rate events a second to them
+// deliveries opens o.subscribers streams on one channel, then publishes o.rate events a second to them
 // for o.duration, each carrying its send time.
 func (o *benchOpts) deliveries(ctx context.Context, t *benchTarget, tr string) (deliveryResult, error) {
 	var res deliveryResult
@@ -95,7 +93,6 @@ func (o *benchOpts) deliveries(ctx context.Context, t *benchTarget, tr string) (
 
 	expected := int(float64(o.rate) * o.duration.Seconds())
 	url := t.url + streamPath(tr, "1") + "?token=" + benchSubToken(t)
-	before := t.rss()
 	subs := make([]*benchSub, o.subscribers)
 	for i := range subs {
 		subs[i] = &benchSub{samples: make([]time.Duration, 0, expected)}
@@ -103,12 +100,6 @@ func (o *benchOpts) deliveries(ctx context.Context, t *benchTarget, tr string) (
 	err := openAll(ctx, bn, &wg, o.subscribers, tr, url, func(i int, s benchStream) { subs[i].read(s, expected) })
 	if err != nil {
 		return res, err
-	}
-	if err := pause(ctx, settle); err != nil { // let the server settle before reading its memory
-		return res, err
-	}
-	if after := t.rss(); before > 0 && after > before {
-		res.perConn = (after - before) / int64(o.subscribers)
 	}
 
 	pubClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}

@@ -19,9 +19,9 @@ const scaleEvents = 5
 type scaleResult struct {
 	streams int
 	addrs   int
-	perConn int64   // server RSS growth per stream, bytes (0: unknown)
-	cpu     float64 // idle CPU, % of one core (-1: unknown)
-	files   uint64  // the server's open file limit (0: unknown)
+	perConn idleResult // server memory growth per stream
+	cpu     float64    // idle CPU, % of one core (-1: unknown)
+	files   uint64     // the server's open file limit (0: unknown)
 	toAll   time.Duration
 	p99     time.Duration // over every stream's latency of every event
 	missing int           // receipts that never came
@@ -58,8 +58,8 @@ func (o *benchOpts) scale(ctx context.Context, t *benchTarget, tr string) (scale
 	}
 	recv := make([][scaleEvents]time.Time, n) // recv[i] is written by stream i's goroutine only
 	url := t.url + streamPath(tr, "4") + "?token=" + benchSubToken(t)
-	before := t.rss()
-	err := openAll(ctx, bn, &wg, n, tr, url, func(i int, s benchStream) {
+	var err error
+	res.perConn, err = openIdle(ctx, t, bn, &wg, n, tr, url, func(i int, s benchStream) {
 		for seen := 0; seen < scaleEvents; {
 			data, welcome, err := s.next()
 			if err != nil {
@@ -78,12 +78,6 @@ func (o *benchOpts) scale(ctx context.Context, t *benchTarget, tr string) (scale
 	})
 	if err != nil {
 		return res, err
-	}
-	if err := pause(ctx, settle); err != nil {
-		return res, err
-	}
-	if after := t.rss(); before > 0 && after > before {
-		res.perConn = (after - before) / int64(n)
 	}
 	if c0 := t.cpuTicks(); c0 >= 0 {
 		start := time.Now()
@@ -143,8 +137,9 @@ func (o *benchOpts) scale(ctx context.Context, t *benchTarget, tr string) (scale
 
 func (o *benchOpts) printScale(s scaleResult, c figures) {
 	fmt.Fprintf(o.out, "  %d idle streams from %d source addresses (server's open file limit %d):\n", s.streams, s.addrs, s.files)
-	if s.perConn > 0 {
-		fmt.Fprintf(o.out, "    RSS per stream:                           %.1f KiB%s\n", float64(s.perConn)/1024, ratio(float64(s.perConn), float64(c.scalePerConn)))
+	if s.perConn.rss > 0 {
+		fmt.Fprintf(o.out, "    RSS per stream:                           %.1f KiB%s%s\n", float64(s.perConn.rss)/1024,
+			ratio(float64(s.perConn.rss), float64(c.scalePerConn)), s.perConn.goNote())
 	}
 	if s.cpu >= 0 {
 		fmt.Fprintf(o.out, "    idle CPU over %s:                        %.2f%% of one core\n", o.idleCPU, s.cpu)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -32,24 +33,6 @@ func measured(t *testing.T) int {
 	}
 	n, _ := strconv.Atoi(os.Getenv("RELAY_MEASURE_STREAMS"))
 	return n
-}
-
-// rssOf is a process's resident memory in bytes.
-func rssOf(t *testing.T, pid int) int64 {
-	t.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(raw)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb int64
-			fmt.Sscan(rest, &kb)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
 }
 
 // dialStream opens one stream of transport ("sse" or "ws") on base+path and
@@ -111,58 +94,29 @@ func dialStream(ctx context.Context, client *http.Client, transport, base, path 
 	}, nil
 }
 
-// TestMeasureIdleMemory reads the growth of a relay process's VmRSS with n
-// idle streams open on one channel, connected at most 50 at a time and read
-// 2 s after the last, as relay's bench does for SSE; one process per
-// transport, memory store.
+// TestMeasureIdleMemory measures what an idle stream costs with relay
+// bench's own measurement (idleMemory: VmRSS growth with n idle streams on
+// one channel, in a relay process of its own per transport, memory store),
+// so the two always agree.
 func TestMeasureIdleMemory(t *testing.T) {
 	n := measured(t)
 	if n == 0 {
 		n = 1000
 	}
-	for _, transport := range []string{"sse", "ws"} {
+	for _, transport := range []string{transportSSE, transportWS} {
 		t.Run(transport, func(t *testing.T) {
 			env := map[string]string{"RELAY_JWT_SECRET": testSecret, "RELAY_LOG_LEVEL": "warn"}
 			for k, v := range streamLimits {
 				env[k] = v
 			}
 			p := startRelay(t, "relay-"+transport, env)
-			path := "/events/projects/1/tickets?token=" + mint(t, auth.Identity{UserID: "m", Projects: []string{"1"}})
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1}}
-			defer client.CloseIdleConnections()
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			before := rssOf(t, p.cmd.Process.Pid)
-			var wg sync.WaitGroup
-			defer wg.Wait()
-			defer cancel()
-			dialing := make(chan struct{}, 50)
-			errs := make(chan error, n)
-			for range n {
-				dialing <- struct{}{}
-				wg.Go(func() {
-					wait, err := dialStream(ctx, client, transport, p.url, path)
-					<-dialing
-					if err != nil {
-						errs <- err
-						return
-					}
-					_ = wait()
-				})
-			}
-			for range cap(dialing) {
-				dialing <- struct{}{}
-			}
-			select {
-			case err := <-errs:
+			target := &benchTarget{name: p.name, url: p.url, secret: testSecret, cmd: p.cmd}
+			o := &benchOpts{out: io.Discard}
+			got, err := o.idleMemory(context.Background(), target, transport, n)
+			if err != nil {
 				t.Fatal(err)
-			default:
 			}
-			time.Sleep(2 * time.Second) // settle, as the bench does, before the reading
-			after := rssOf(t, p.cmd.Process.Pid)
-			t.Logf("%s: %d idle streams: VmRSS %d → %d KiB: %.1f KiB per stream", transport, n,
-				before>>10, after>>10, float64(after-before)/1024/float64(n))
-			p.kill(t) // ends every stream, so the readers return
+			t.Logf("%s: %d idle streams: %.1f KiB VmRSS per stream%s", transport, n, float64(got.rss)/1024, got.goNote())
 		})
 	}
 }

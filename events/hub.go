@@ -22,20 +22,16 @@ type Hub struct {
 	obs    Observer
 	queue  QueueLimits // each subscription's
 
-	channels sync.Map // channel name -> *channelSubs
+	channels sync.Map // channel name -> *fanout
 
-	mu   sync.Mutex // serialises changes to subscriber lists
-	subs map[*Subscription]struct{}
+	mu      sync.Mutex // serialises changes to subscriber lists
+	subs    map[*Subscription]struct{}
+	fanouts map[string]*fanout // what channels holds, for writers under mu
 
 	interest *interests // the channels the log is asked to deliver (interest.go)
 
 	stop   func()
 	closed atomic.Bool
-}
-
-// channelSubs is one channel's subscribers, replaced whole on every change.
-type channelSubs struct {
-	list atomic.Pointer[[]*Subscription]
 }
 
 // HubOptions are a hub's optional collaborators.
@@ -77,7 +73,7 @@ func NewHub(log Log, opts HubOptions) *Hub {
 		obs = nopObserver{}
 	}
 	h := &Hub{log: log, logger: logger, notes: opts.Notifications, obs: obs, queue: opts.Queue.withDefaults(),
-		subs: make(map[*Subscription]struct{})}
+		subs: make(map[*Subscription]struct{}), fanouts: make(map[string]*fanout)}
 	h.interest = newInterests(log, h.resyncChannel)
 	return h
 }
@@ -159,21 +155,16 @@ func (h *Hub) Broadcast(ctx context.Context, d Draft) error {
 	return nil
 }
 
-// deliver is the per-event path: one map load, one atomic load, one
-// queued event (an uncontended lock of its own) per subscriber.
+// deliver is the per-event path: one map load, one atomic load per shard
+// of subscribers (see fanout), one queued event (an uncontended lock of its
+// own) per subscriber.
 func (h *Hub) deliver(ev *Event) {
 	v, ok := h.channels.Load(ev.Channel)
 	if !ok {
 		return
 	}
-	list := v.(*channelSubs).load()
-	if len(list) == 0 {
-		return
-	}
 	ev.encode() // once, before any subscriber's goroutine reads it
-	for _, s := range list {
-		s.offer(ev)
-	}
+	v.(*fanout).offer(ev)
 }
 
 // resync tells every subscription to re-read the log: events may have been
@@ -244,46 +235,34 @@ func (h *Hub) register(s *Subscription) error {
 	}
 	h.subs[s] = struct{}{}
 	for _, ch := range s.channels {
-		v, _ := h.channels.LoadOrStore(ch, &channelSubs{})
-		cs := v.(*channelSubs)
-		old := cs.load()
-		next := make([]*Subscription, len(old), len(old)+1)
-		copy(next, old)
-		next = append(next, s)
-		cs.list.Store(&next)
+		f, ok := h.fanouts[ch]
+		if !ok {
+			f = newFanout()
+			h.fanouts[ch] = f
+			h.channels.Store(ch, f)
+		}
+		f.add(s)
 	}
 	return nil
 }
 
+// unsubscribe removes s from its channels' fan-out lists: O(shardSize) per
+// channel whatever the channel's number of subscribers.
 func (h *Hub) unsubscribe(s *Subscription) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.subs, s)
 	for _, ch := range s.channels {
-		v, ok := h.channels.Load(ch)
+		f, ok := h.fanouts[ch]
 		if !ok {
 			continue
 		}
-		cs := v.(*channelSubs)
-		old := cs.load()
-		next := make([]*Subscription, 0, len(old))
-		for _, x := range old {
-			if x != s {
-				next = append(next, x)
-			}
-		}
-		if len(next) == 0 {
+		f.remove(s)
+		if f.len() == 0 {
+			delete(h.fanouts, ch)
 			h.channels.Delete(ch)
 		}
-		cs.list.Store(&next)
 	}
-}
-
-func (cs *channelSubs) load() []*Subscription {
-	if p := cs.list.Load(); p != nil {
-		return *p
-	}
-	return nil
 }
 
 // Subscribers returns the number of subscriptions, for metrics and tests.

@@ -171,7 +171,5 @@ func (h *Hub) resyncChannel(channel string) {
 		return
 	}
 	h.logger.Debug("live feed of a channel resubscribed: its subscriptions re-read the log to fill any gap", "channel", channel)
-	for _, s := range v.(*channelSubs).load() {
-		s.offer(resyncMarker)
-	}
+	v.(*fanout).offer(resyncMarker)
 }

@@ -202,9 +202,10 @@ func NewServer(d Deps, cfg Config, logger *slog.Logger) (*Server, error) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
 
 // Shutdown tells every stream to end (SSE: the stream ends with a retry hint;
-// WebSocket: close 1001) and waits for the WebSocket streams, or for ctx. Call
-// it before http.Server.Shutdown, which waits for SSE handlers to return. It
-// is idempotent.
+// WebSocket: close 1001) and waits for the streams that left net/http
+// (WebSocket, and SSE on a taken-over HTTP/1.1 connection), or for ctx. Call
+// it before http.Server.Shutdown, which waits for the other SSE handlers to
+// return. It is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
 		s.mu.Lock()

@@ -53,7 +53,7 @@ type wsConn struct {
 	id       *auth.Identity
 	cfg      *Config
 	log      *slog.Logger
-	quota    *connQuota    // the rate of this connection's messages
+	quota    *connQuota    // the rate of this connection's messages; made on the first (see handle)
 	replies  chan reply    // answers from the reader, written by the writer
 	quit     chan struct{} // closed when the writer is done
 
@@ -90,8 +90,7 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	}
 
 	log := s.logger.With("transport", "websocket", "user", o.id.UserID)
-	ws := &wsConn{srv: s, conn: conn, sub: o.sub, id: o.id, cfg: &s.cfg,
-		projects: presenceProjects(o.channels), quota: s.limits.conn(o.id.UserID),
+	ws := &wsConn{srv: s, conn: conn, sub: o.sub, id: o.id, cfg: &s.cfg, projects: presenceProjects(o.channels),
 		log: log, replies: make(chan reply, 1), quit: make(chan struct{})}
 	ss := s.newSession(o, ws, log, ws.replies)
 	// The client going away (the reader's end) ends the session, and any
@@ -389,6 +388,9 @@ func (m clientMessage) id() string {
 func (ws *wsConn) handle(raw []byte) reply {
 	var m clientMessage
 	perr := json.Unmarshal(raw, &m)
+	if ws.quota == nil { // most streams never send a message: they need no rate limiters
+		ws.quota = ws.srv.limits.conn(ws.id.UserID)
+	}
 	if err := ws.quota.allow(m.Type); err != nil {
 		if errors.Is(err, errFlood) {
 			ws.log.Warn("websocket client flooding past its rate limit; closing it", "limit", ws.cfg.Limits.ActionRate)
