@@ -270,7 +270,7 @@ func (r *Redis) Read(ctx context.Context, channel string, after events.Position,
 	if after.IsEmpty() {
 		mode = "*"
 	}
-	res, err := scriptRead.Run(ctx, r.client, r.keys(channel), mode, after.Seq, limit, r.maxAge, events.NewEpoch()).Slice()
+	res, err := scriptRead.Run(ctx, r.client, r.keys(channel), mode, after.Seq, limit, r.maxAge, events.NewEpoch(), r.ret.MaxEvents).Slice()
 	if err != nil {
 		return nil, r.fail("read", err)
 	}

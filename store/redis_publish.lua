@@ -43,7 +43,10 @@ for i = 7, #ARGV, 3 do
     end
     seq = seq + 1
     local id = string.format('%d', seq)
-    redis.call('XADD', stream, 'MAXLEN', ARGV[2], id .. '-0', 'd', fields, 't', ts, 'y', typ)
+    -- MAXLEN ~ drops whole stream nodes: trimming one entry at a time
+    -- walks the first node on every append. Up to a node more than max
+    -- events stays; reads count those as trimmed (redis_read.lua).
+    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], id .. '-0', 'd', fields, 't', ts, 'y', typ)
     if seen then
       redis.call('SET', seen, epoch .. ' ' .. id .. ' ' .. ts, 'PX', ARGV[6])
     end
