@@ -63,7 +63,8 @@ end
 -- run: a restart from a snapshot or a promoted replica may have lost its
 -- newest writes, so its seq may be behind ids already handed out. A meta
 -- hash without a run_id (an older relay's) adopts the current one and keeps
--- its epoch. Its second result is the current run_id.
+-- its epoch. Its second result is the current run_id, its third true when
+-- the epoch is new.
 local function relay_epoch_of(meta, stream, candidate, epoch, run)
   local current = relay_run_id()
   if epoch and run == current then return epoch, current end
@@ -74,7 +75,7 @@ local function relay_epoch_of(meta, stream, candidate, epoch, run)
   redis.call('DEL', stream)
   -- t stays: event times never go back, even across epochs
   redis.call('HSET', meta, 'e', candidate, 's', 0, 'r', current, 'c', string.format('%d', relay_now()))
-  return candidate, current
+  return candidate, current, true
 end
 
 -- relay_epoch is relay_epoch_of reading e and r itself.

@@ -16,8 +16,8 @@
 local meta, stream = KEYS[1], KEYS[2]
 -- One read of the meta hash serves the epoch check and the appends.
 local m = redis.call('HMGET', meta, 'e', 'r', 's', 't', 'o')
-local epoch = relay_epoch_of(meta, stream, ARGV[1], m[1], m[2])
-if epoch ~= m[1] then m[3] = nil end -- a new epoch starts at seq 0
+local epoch, _, fresh = relay_epoch_of(meta, stream, ARGV[1], m[1], m[2])
+if fresh then m[3] = nil end -- a new epoch starts at seq 0
 local out, key = {}, 2
 local seq, ts -- set by the first event stored
 local prefix -- of each message: "r1\n<channel>\n<epoch>\n"
