@@ -26,9 +26,10 @@ end
 
 -- relay_trim_aged removes the entries older than cutoff (unix ms) from the
 -- front of stream and returns the sequence number and time of the oldest
--- entry kept (nil when none is). Entries have consecutive ids and times that never
--- decrease, so a binary search finds the first one to keep: O(log n) commands,
--- and one XRANGE when nothing has aged. An idle channel's keys expire instead.
+-- entry kept (nil when none is). Entries have consecutive ids and times that
+-- never decrease, so a binary search finds the first one to keep: O(log n)
+-- commands, and one XRANGE when nothing has aged. An idle channel's keys
+-- expire instead.
 local function relay_trim_aged(stream, cutoff)
   local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
   if #oldest == 0 then return nil end
@@ -58,12 +59,12 @@ local function relay_run_id()
 end
 
 -- relay_epoch_of returns the channel's epoch, given the meta hash's e and r,
--- starting a new one with candidate (seq 0, its stale stream dropped, its creation time c recorded) when the
--- channel is new, was forgotten, or was last written by another Redis server
--- run: a restart from a snapshot or a promoted replica may have lost its
--- newest writes, so its seq may be behind ids already handed out. A meta
--- hash without a run_id (an older relay's) adopts the current one and keeps
--- its epoch. Its second result is the current run_id, its third true when
+-- starting a new one with candidate (seq 0, its stale stream dropped, its
+-- creation time c recorded) when the channel is new, was forgotten, or was
+-- last written by another Redis server run: a restart from a snapshot or a
+-- promoted replica may have lost its newest writes, so its seq may be behind
+-- ids already handed out. A meta hash without a run_id (an older relay's)
+-- adopts the current one and keeps its epoch. Its second result is the current run_id, its third true when
 -- the epoch is new.
 local function relay_epoch_of(meta, stream, candidate, epoch, run)
   local current = relay_run_id()
