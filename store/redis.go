@@ -77,7 +77,9 @@ type RedisOptions struct {
 // "<prefix>{<channel>}:s", entries "<seq>-0" with fields d (fields), t (time,
 // unix ms from Redis's clock) and y (type); and the hash "<prefix>{<channel>}:m",
 // fields e (epoch), s (newest seq), t (newest time), r (the run_id of the
-// Redis server that wrote it) and c (when the epoch started, unix ms). Every
+// Redis server that wrote it), c (when the epoch started, unix ms) and o (a
+// time no later than the oldest entry's, so that an append reads the stream
+// to trim by age only when something may have aged). Every
 // append, and only an append, makes both expire MaxAge later, so an idle
 // channel is forgotten and starts a new epoch. Reading creates no key: Head
 // of a channel with no meta hash is an empty position naming the server's
@@ -293,7 +295,7 @@ func (r *Redis) Read(ctx context.Context, channel string, after events.Position,
 	if after.IsEmpty() {
 		mode = "*"
 	}
-	res, err := scriptRead.Run(ctx, r.client, r.keys(channel), mode, after.Seq, limit, r.maxAge, events.NewEpoch()).Slice()
+	res, err := scriptRead.Run(ctx, r.client, r.keys(channel), mode, after.Seq, limit, r.maxAge, events.NewEpoch(), r.ret.MaxEvents).Slice()
 	if err != nil {
 		return nil, r.fail("read", err)
 	}

@@ -54,6 +54,9 @@ const maxQueuedDrafts = 10 * maxPipelineScripts
 // unknown; the events before it in the call are returned as stored.
 type redisWriter struct {
 	r *Redis
+	// The publish script's arguments that are the same in every call, made
+	// once: boxing a number or a string into an interface allocates.
+	maxEvents, maxAge, publish, window any
 
 	mu     sync.Mutex
 	queue  []*appendCall // not yet taken, in order
@@ -90,6 +93,7 @@ const (
 
 func (w *redisWriter) start(r *Redis) {
 	w.r = r
+	w.maxEvents, w.maxAge, w.publish, w.window = strconv.Itoa(r.ret.MaxEvents), strconv.FormatInt(r.maxAge, 10), r.publishCommand(), strconv.FormatInt(r.window, 10)
 	w.room = make(chan struct{})
 	w.wake = make(chan struct{}, 1)
 	w.stop = make(chan struct{})
@@ -370,7 +374,7 @@ func (w *redisWriter) pipeline(ctx context.Context, gs []group) []*redis.Cmd {
 		for _, g := range gs {
 			keys := r.keys(g.channel)
 			args := make([]any, 0, 6+3*len(g.entries))
-			args = append(args, events.NewEpoch(), r.ret.MaxEvents, r.maxAge, r.publishCommand(), g.channel, r.window)
+			args = append(args, events.NewEpoch(), w.maxEvents, w.maxAge, w.publish, g.channel, w.window)
 			for _, e := range g.entries {
 				d := e.c.drafts[e.i]
 				keyed := "0"
@@ -468,7 +472,7 @@ func (w *redisWriter) close() {
 
 func firstNoScript(cmds []*redis.Cmd) int {
 	for i, c := range cmds {
-		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+		if err := c.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") { // HasErrorPrefix allocates, even for nil
 			return i
 		}
 	}

@@ -132,6 +132,29 @@ func TestRedisAdoptsOlderMeta(t *testing.T) {
 	}
 }
 
+// TestRedisAppendAfterAnotherRun: an append that is the first call to meet
+// a channel last written by another Redis server run (a rollback seen by no
+// read or head yet) starts a new epoch at seq 1 and drops the old stream.
+func TestRedisAppendAfterAnotherRun(t *testing.T) {
+	t.Parallel()
+	prefix := redistest.Prefix(t)
+	client := redistest.NewClient(t)
+	r := newRedis(t, client, prefix)
+	ctx := context.Background()
+	before := appendN(t, r, "run", 3)
+	meta := prefix + "{run}:m"
+	if err := client.HSet(ctx, meta, "r", strings.Repeat("0", 40)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	next := appendN(t, r, "run", 1)[0]
+	if next.Pos.Seq != 1 || next.Pos.Epoch == before[0].Pos.Epoch {
+		t.Errorf("append after another run at %v, want seq 1 in a new epoch (old %s)", next.Pos, before[0].Pos.Epoch)
+	}
+	if n, err := client.XLen(ctx, prefix+"{run}:s").Result(); err != nil || n != 1 {
+		t.Errorf("stream holds %d entries (%v) after the new epoch, want 1", n, err)
+	}
+}
+
 // TestRedisStalledPublishStoredOnce: a publish in flight while Redis is
 // stalled past the read timeout fails as unavailable, and is not re-sent:
 // once Redis resumes, the log holds it exactly once.

@@ -25,17 +25,19 @@ local function relay_ts(entry)
 end
 
 -- relay_trim_aged removes the entries older than cutoff (unix ms) from the
--- front of stream and returns the sequence number of the oldest entry kept
--- (nil when none is). Entries have consecutive ids and times that never
--- decrease, so a binary search finds the first one to keep: O(log n) commands,
--- and one XRANGE when nothing has aged. An idle channel's keys expire instead.
+-- front of stream and returns the sequence number and time of the oldest
+-- entry kept (nil when none is). Entries have consecutive ids and times that
+-- never decrease, so a binary search finds the first one to keep: O(log n)
+-- commands, and one XRANGE when nothing has aged. An idle channel's keys
+-- expire instead.
 local function relay_trim_aged(stream, cutoff)
   local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
   if #oldest == 0 then return nil end
-  local lo = relay_seq(oldest[1][1])
-  if relay_ts(oldest[1]) >= cutoff then return lo end
+  local lo, lots = relay_seq(oldest[1][1]), relay_ts(oldest[1])
+  if lots >= cutoff then return lo, lots end
   local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
-  if relay_ts(newest[1]) < cutoff then
+  local hits = relay_ts(newest[1])
+  if hits < cutoff then
     redis.call('XTRIM', stream, 'MAXLEN', 0)
     return nil
   end
@@ -44,10 +46,10 @@ local function relay_trim_aged(stream, cutoff)
   while hi - lo > 1 do
     local mid = math.floor((lo + hi) / 2)
     local e = redis.call('XRANGE', stream, relay_id(mid), relay_id(mid))
-    if #e == 0 or relay_ts(e[1]) < cutoff then lo = mid else hi = mid end
+    if #e == 0 or relay_ts(e[1]) < cutoff then lo = mid else hi, hits = mid, relay_ts(e[1]) end
   end
   redis.call('XTRIM', stream, 'MINID', relay_id(hi))
-  return hi
+  return hi, hits
 end
 
 -- relay_run_id is the run_id of the Redis server running the script: a new
@@ -56,16 +58,15 @@ local function relay_run_id()
   return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
 end
 
--- relay_epoch returns the channel's epoch, starting a new one with candidate
--- (seq 0, its stale stream dropped, its creation time c recorded) when the
--- channel is new, was forgotten, or was last written by another Redis server
--- run: a restart from a snapshot or a promoted replica may have lost its
--- newest writes, so its seq may be behind ids already handed out. A meta
--- hash without a run_id (an older relay's) adopts the current one and keeps
--- its epoch. Its second result is the current run_id.
-local function relay_epoch(meta, stream, candidate)
-  local m = redis.call('HMGET', meta, 'e', 'r')
-  local epoch, run = m[1], m[2]
+-- relay_epoch_of returns the channel's epoch, given the meta hash's e and r,
+-- starting a new one with candidate (seq 0, its stale stream dropped, its
+-- creation time c recorded) when the channel is new, was forgotten, or was
+-- last written by another Redis server run: a restart from a snapshot or a
+-- promoted replica may have lost its newest writes, so its seq may be behind
+-- ids already handed out. A meta hash without a run_id (an older relay's)
+-- adopts the current one and keeps its epoch. Its second result is the current run_id, its third true when
+-- the epoch is new.
+local function relay_epoch_of(meta, stream, candidate, epoch, run)
   local current = relay_run_id()
   if epoch and run == current then return epoch, current end
   if epoch and not run then
@@ -75,5 +76,11 @@ local function relay_epoch(meta, stream, candidate)
   redis.call('DEL', stream)
   -- t stays: event times never go back, even across epochs
   redis.call('HSET', meta, 'e', candidate, 's', 0, 'r', current, 'c', string.format('%d', relay_now()))
-  return candidate, current
+  return candidate, current, true
+end
+
+-- relay_epoch is relay_epoch_of reading e and r itself.
+local function relay_epoch(meta, stream, candidate)
+  local m = redis.call('HMGET', meta, 'e', 'r')
+  return relay_epoch_of(meta, stream, candidate, m[1], m[2])
 end

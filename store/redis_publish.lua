@@ -3,8 +3,9 @@
 -- call serves every event of the channel in a pipeline (redis_batch.go):
 -- the epoch check (INFO server), the clock, the trim and the expiries run
 -- once per call, not once per event.
--- KEYS[1] meta hash (e = epoch, s = last seq, t = last time), KEYS[2] stream,
--- then one key per event that has an idempotency key, in order: its string
+-- KEYS[1] meta hash (e = epoch, s = last seq, t = last time, o = a time no
+-- later than the oldest entry's), KEYS[2] stream, then one key per event
+-- that has an idempotency key, in order: its string
 -- "<prefix>{<channel>}:i:<key>", holding "<epoch> <seq> <ms>" of the first
 -- append for one window.
 -- ARGV: [1] candidate epoch, [2] max events, [3] max age ms, [4] PUBLISH, or
@@ -13,9 +14,13 @@
 -- Returns four values per event: epoch, seq, time ms, and 1 for a repeat
 -- (nothing stored or published) else 0.
 local meta, stream = KEYS[1], KEYS[2]
-local epoch = relay_epoch(meta, stream, ARGV[1])
+-- One read of the meta hash serves the epoch check and the appends.
+local m = redis.call('HMGET', meta, 'e', 'r', 's', 't', 'o')
+local epoch, _, fresh = relay_epoch_of(meta, stream, ARGV[1], m[1], m[2])
+if fresh then m[3] = nil end -- a new epoch starts at seq 0
 local out, key = {}, 2
 local seq, ts -- set by the first event stored
+local prefix -- of each message: "r1\n<channel>\n<epoch>\n"
 for i = 7, #ARGV, 3 do
   local typ, fields, seen = ARGV[i], ARGV[i + 1], nil
   if ARGV[i + 2] == '1' then
@@ -32,26 +37,36 @@ for i = 7, #ARGV, 3 do
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = e, tonumber(s), t, 1
   else
     if not ts then
-      local m = redis.call('HMGET', meta, 's', 't')
-      seq = tonumber(m[1] or '0')
-      ts = string.format('%d', math.max(relay_now(), tonumber(m[2] or '0')))
+      seq = tonumber(m[3] or '0')
+      ts = string.format('%d', math.max(relay_now(), tonumber(m[4] or '0')))
+      prefix = 'r1\n' .. ARGV[5] .. '\n' .. epoch .. '\n'
     end
     seq = seq + 1
     local id = string.format('%d', seq)
-    redis.call('XADD', stream, 'MAXLEN', ARGV[2], relay_id(seq), 'd', fields, 't', ts, 'y', typ)
+    -- MAXLEN ~ drops whole stream nodes: trimming one entry at a time
+    -- walks the first node on every append. Up to a node more than max
+    -- events stays; reads count those as trimmed (redis_read.lua).
+    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], id .. '-0', 'd', fields, 't', ts, 'y', typ)
     if seen then
-      redis.call('SET', seen, table.concat({epoch, id, ts}, ' '), 'PX', ARGV[6])
+      redis.call('SET', seen, epoch .. ' ' .. id .. ' ' .. ts, 'PX', ARGV[6])
     end
     -- Message: "r1\n<channel>\n<epoch>\n<seq>\n<ms>\n<len(type)>\n<type><fields>".
     -- On the channel's Pub/Sub channel "<prefix>{<channel>}:p", in its slot.
-    redis.call(ARGV[4], string.sub(meta, 1, -2) .. 'p', table.concat({'r1', ARGV[5], epoch, id, ts,
-      string.format('%d', #typ), typ .. fields}, '\n'))
+    redis.call(ARGV[4], string.sub(meta, 1, -2) .. 'p', prefix .. id .. '\n' .. ts .. '\n' .. #typ .. '\n' .. typ .. fields)
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = epoch, seq, ts, 0
   end
 end
 if ts then
-  redis.call('HSET', meta, 's', string.format('%d', seq), 't', ts)
-  relay_trim_aged(stream, tonumber(ts) - tonumber(ARGV[3]))
+  -- Trim by age only when the oldest entry may have aged: o is a lower
+  -- bound of its time (entries only leave from the front, and come with
+  -- times never below t), so while o is within max age nothing has.
+  local cutoff = tonumber(ts) - tonumber(ARGV[3])
+  if not m[5] or tonumber(m[5]) < cutoff then
+    local _, oldest = relay_trim_aged(stream, cutoff)
+    redis.call('HSET', meta, 's', string.format('%d', seq), 't', ts, 'o', string.format('%d', oldest or tonumber(ts)))
+  else
+    redis.call('HSET', meta, 's', string.format('%d', seq), 't', ts)
+  end
   redis.call('PEXPIRE', meta, ARGV[3])
   redis.call('PEXPIRE', stream, ARGV[3])
 end

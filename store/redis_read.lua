@@ -4,7 +4,8 @@
 -- KEYS[1] meta hash, KEYS[2] stream.
 -- ARGV: [1] cursor epoch ('' from the oldest kept, '*' from the epoch's
 --       first event: an empty position), [2] cursor seq, [3] limit,
---       [4] max age ms, [5] candidate epoch (for a new epoch, see relay_epoch).
+--       [4] max age ms, [5] candidate epoch (for a new epoch, see relay_epoch),
+--       [6] max events.
 -- Returns {epoch ('' for a channel with no log), head seq, oldest kept seq
 -- (head+1 when none is), entries, run_id ('' unless the cursor is an empty
 -- position), epoch creation time ms (-1 when unknown)}; entries only when
@@ -20,6 +21,9 @@ if ARGV[1] == '*' then run = current or '' end
 local created = tonumber(redis.call('HGET', meta, 'c') or '-1')
 local head = tonumber(redis.call('HGET', meta, 's') or '0')
 local first = relay_trim_aged(stream, relay_now() - tonumber(ARGV[4])) or head + 1
+-- Appends trim by count a stream node at a time (redis_publish.lua): what
+-- is left beyond max events counts as trimmed.
+first = math.max(first, head - tonumber(ARGV[6]) + 1)
 local from
 if ARGV[1] == '' then
   from = first

@@ -234,6 +234,65 @@ func TestRedisKeys(t *testing.T) {
 	}
 }
 
+// TestRedisAppendTrimsByAge: an append drops the entries older than MaxAge
+// from the front of the stream when the meta hash's o (a time no later than
+// the oldest entry's, which spares reading the stream while it is within
+// MaxAge) says some may have aged, or is missing (an older relay's hash),
+// and records the oldest kept entry's time as o.
+func TestRedisAppendTrimsByAge(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		o    func(old int64) []any // HSET arguments for o, nil: HDEL o
+	}{
+		{"NoOldest", nil},
+		{"OldestAged", func(old int64) []any { return []any{"o", old} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			prefix := redistest.Prefix(t)
+			client := redistest.NewClient(t)
+			r := newRedis(t, client, prefix)
+			first := appendN(t, r, "a", 2)
+			meta, stream := prefix+"{a}:m", prefix+"{a}:s"
+			if o, err := client.HGet(ctx, meta, "o").Int64(); err != nil || o != first[0].Time.UnixMilli() {
+				t.Fatalf("o = %d, %v after the first appends; want the first event's time %d", o, err, first[0].Time.UnixMilli())
+			}
+			// Age the first entry past MaxAge, as if written a day ago, and
+			// the second an hour ago.
+			old := first[0].Time.Add(-events.DefaultMaxAge - time.Hour).UnixMilli()
+			kept := first[1].Time.Add(-time.Hour).UnixMilli()
+			pipe := client.TxPipeline()
+			pipe.Del(ctx, stream)
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, ID: "1-0", Values: []any{"d", "", "t", old, "y", "t"}})
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, ID: "2-0", Values: []any{"d", "", "t", kept, "y", "t"}})
+			if tc.o == nil {
+				pipe.HDel(ctx, meta, "o")
+			} else {
+				pipe.HSet(ctx, meta, tc.o(old)...)
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+			last := appendN(t, r, "a", 1)[0]
+			if last.Pos.Seq != 3 {
+				t.Fatalf("appended at %v, want seq 3", last.Pos)
+			}
+			ids, err := client.XRange(ctx, stream, "-", "+").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ids) != 2 || ids[0].ID != "2-0" || ids[1].ID != "3-0" {
+				t.Errorf("stream holds %v after the append, want 2-0 and 3-0 (1-0 aged)", ids)
+			}
+			if o, err := client.HGet(ctx, meta, "o").Int64(); err != nil || o != kept {
+				t.Errorf("o = %d, %v after trimming; want the oldest kept entry's time %d", o, err, kept)
+			}
+		})
+	}
+}
+
 func TestRedisOptions(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
