@@ -609,13 +609,19 @@ func tally(p *publisher, subs []*subscriber) counts {
 	return c
 }
 
-// smallReceiveBuffer dials with a 16 KiB receive buffer, so a client that
+// smallReceiveBuffer dials with a 128 KiB receive buffer, so a client that
 // stops reading fills relay's buffers within seconds instead of megabytes.
+// Not smaller: below loopback's MSS (64 KiB) a stalled receiver's window
+// may not reopen after it reads again, until the sender's zero-window
+// probes (backing off to tens of seconds) find it: with 512-byte events, a
+// subscriber whose stall ended got nothing more for the rest of a run while
+// relay's socket held 2.6 MB unsent (ss: persist timer at 24 s), in 1 of 3
+// runs with 16 KiB; 0 of 4 with 128 KiB.
 func smallReceiveBuffer() *net.Dialer {
 	return &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10)
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 128<<10)
 		})
 		return errors.Join(err, serr)
 	}}
