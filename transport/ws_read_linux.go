@@ -165,7 +165,6 @@ func (w *frameWaiter) peek(fd uintptr) bool {
 			return true // another frame: gorilla's
 		}
 		return false // the start of an empty pong: wait for the rest
-
 	}
 }
 
