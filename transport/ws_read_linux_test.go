@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -192,4 +193,64 @@ func stackInuse() int64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.StackInuse)
+}
+
+// TestWSReaderTLS: on a connection whose net.Conn has no file descriptor
+// (TLS terminated by relay), upgrade sets up no frameWaiter and the reader
+// waits in gorilla: a client's pong and message are still read and handled.
+func TestWSReaderTLS(t *testing.T) {
+	s := &Server{cfg: Config{}.withDefaults(), logger: slog.New(slog.DiscardHandler)}
+	s.limits = newLimiter(s.cfg.Limits)
+	type served struct {
+		frames  *frameWaiter
+		replies chan reply
+	}
+	got := make(chan served, 1)
+	done := make(chan struct{})
+	e := echo.New()
+	e.GET("/", func(c echo.Context) error {
+		conn, frames, err := s.upgrade(c)
+		if err != nil {
+			t.Errorf("upgrade: %v", err)
+			return nil
+		}
+		ws := &wsConn{srv: s, conn: conn, frames: frames, cfg: &s.cfg, log: s.logger, id: &auth.Identity{UserID: "1"},
+			replies: make(chan reply, 1), quit: make(chan struct{})}
+		ws.startReading()
+		go ws.read(func() {
+			conn.Close()
+			close(done)
+		})
+		got <- served{frames, ws.replies}
+		return nil
+	})
+	srv := httptest.NewTLSServer(e)
+	defer srv.Close()
+	d := websocket.Dialer{TLSClientConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig}
+	c, _, err := d.Dial("wss"+strings.TrimPrefix(srv.URL, "https"), nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer func() {
+		c.Close()
+		<-done
+	}()
+	sv := <-got
+	if sv.frames != nil {
+		t.Error("upgrade set up a frameWaiter on a TLS connection")
+	}
+	if err := c.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping","timestamp":7}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-sv.replies:
+		if want := `{"type":"pong","timestamp":7}`; string(r.msg) != want {
+			t.Errorf("reply: got %s, want %s", r.msg, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reply to the client's ping within 10 s")
+	}
 }
