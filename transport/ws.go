@@ -35,7 +35,7 @@ func isWebSocket(r *http.Request) bool { return websocket.IsWebSocketUpgrade(r) 
 
 func (s *Server) upgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
-		ReadBufferSize:  128, // client messages are small and rare; gorilla reads larger ones straight through
+		ReadBufferSize:  128, // client messages are small and rare (on Linux, upgrade gives gorilla a reader of its own)
 		WriteBufferSize: 4096,
 		WriteBufferPool: &writeBuffers,
 		CheckOrigin:     func(r *http.Request) bool { return s.originAllowed(r.Header.Get("Origin"), r) },
@@ -43,12 +43,13 @@ func (s *Server) upgrader() *websocket.Upgrader {
 }
 
 // wsConn is one WebSocket client: the session's goroutine (the handler's
-// during history, then one of its own) is its only writer, readLoop its only reader, which hands its replies to
+// during history, then one of its own) is its only writer, readLoop (see read) its only reader, which hands its replies to
 // the writer.
 type wsConn struct {
 	srv      *Server
 	projects []string // projects whose presence channel this reads
 	conn     *websocket.Conn
+	frames   *frameWaiter // where the reader waits for the client's next frame (see ws_read_linux.go); nil: in gorilla
 	sub      *events.Subscription
 	id       *auth.Identity
 	cfg      *Config
@@ -71,8 +72,9 @@ type wsConn struct {
 // goroutine, whose stack the log reads grow, then hands the live session to
 // a goroutine of its own and returns: net/http's connection goroutine, its
 // buffers and that grown stack are freed, and an idle WebSocket costs two
-// small goroutines (the session, and the reader), its subscription, gorilla's
-// small read buffer and little else (write buffers are pooled).
+// small goroutines (the session, and the reader, which waits on a 2 KiB
+// stack: see read), its subscription, a small read buffer and little else
+// (write buffers are pooled).
 func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	if !s.track() { // shutting down: tell the client to go elsewhere
 		return s.refuseWebSocket(c, errRestarting)
@@ -82,7 +84,7 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 		s.streams.Done()
 		return s.refuseWebSocket(c, err)
 	}
-	conn, err := s.upgrader().Upgrade(c.Response(), c.Request(), nil)
+	conn, frames, err := s.upgrade(c)
 	if err != nil {
 		o.close()
 		s.streams.Done()
@@ -90,18 +92,18 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	}
 
 	log := s.logger.With("transport", "websocket", "user", o.id.UserID)
-	ws := &wsConn{srv: s, conn: conn, sub: o.sub, id: o.id, cfg: &s.cfg, projects: presenceProjects(o.channels),
+	ws := &wsConn{srv: s, conn: conn, frames: frames, sub: o.sub, id: o.id, cfg: &s.cfg, projects: presenceProjects(o.channels),
 		log: log, replies: make(chan reply, 1), quit: make(chan struct{})}
 	ss := s.newSession(o, ws, log, ws.replies)
 	// The client going away (the reader's end) ends the session, and any
 	// log read in progress.
 	ctx, cancel := context.WithCancel(context.Background())
 	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		defer cancel()
-		ws.readLoop()
-	}()
+	ws.startReading()
+	go ws.read(func() {
+		cancel()
+		close(readDone)
+	})
 	finish := func(err error) {
 		close(ws.quit)
 		if _, sent := ss.finish(ctx, err); sent {
@@ -315,13 +317,13 @@ func wsWrite(err error) error {
 	return nil
 }
 
-// readLoop reads client messages until the connection ends; pongs extend
-// the read deadline, so a dead peer is noticed after two missed pings.
-func (ws *wsConn) readLoop() {
-	wait := 2*ws.cfg.Heartbeat + ws.cfg.WriteTimeout
+// startReading sets up the reader: the read limit, a read deadline that
+// pongs extend, so a dead peer is noticed after two missed pings, and the
+// answers to a client's ping and close.
+func (ws *wsConn) startReading() {
 	ws.conn.SetReadLimit(MaxClientMessage)
-	_ = ws.conn.SetReadDeadline(time.Now().Add(wait))
-	ws.conn.SetPongHandler(func(string) error { return ws.conn.SetReadDeadline(time.Now().Add(wait)) })
+	_ = ws.extendRead()
+	ws.conn.SetPongHandler(func(string) error { return ws.extendRead() })
 	// A client's ping and close are answered from here, as gorilla does,
 	// but under wmu: never while the writer's flush is on the wire.
 	ws.conn.SetPingHandler(func(data string) error {
@@ -336,29 +338,66 @@ func (ws *wsConn) readLoop() {
 		_ = ws.writeControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Second)
 		return nil
 	})
+}
+
+// extendRead gives the client two heartbeats and a write timeout more to
+// send its next frame.
+func (ws *wsConn) extendRead() error {
+	return ws.conn.SetReadDeadline(time.Now().Add(2*ws.cfg.Heartbeat + ws.cfg.WriteTimeout))
+}
+
+// read runs readLoop until the connection ends, then calls end. Waiting
+// in ws.frames, a reader's stack is the 2 KiB a goroutine starts with; a
+// message read through gorilla and handled grows it for good (the
+// collector does not shrink a stack below 4 KiB with anything on it), so
+// after each message a fresh goroutine takes over the waiting: one reader
+// at a time, each starting the next as its last act.
+func (ws *wsConn) read(end func()) {
+	if ws.readLoop() {
+		go ws.read(end)
+		return
+	}
+	end()
+}
+
+// readLoop reads client messages until the connection ends (false), or,
+// with ws.frames, until it has handled one (true). Between messages it
+// waits in ws.frames, which consumes the client's empty pongs itself.
+func (ws *wsConn) readLoop() (more bool) {
 	for {
+		if err := ws.frames.await(ws.extendRead); err != nil {
+			return false
+		}
 		_, msg, err := ws.conn.ReadMessage()
 		if err != nil {
-			return
+			return false
 		}
-		select {
-		case <-ws.quit: // closing: drop what still comes until the client's close
-			continue
-		default:
+		ws.message(msg)
+		if ws.frames != nil {
+			return true
 		}
-		_ = ws.conn.SetReadDeadline(time.Now().Add(wait))
-		r := ws.handle(msg)
-		if r.msg == nil && r.err == nil {
-			continue
-		}
-		select {
-		case ws.replies <- r:
-		case <-ws.quit:
-			continue
-		}
-		if r.err != nil { // the writer closes: handle nothing more
-			<-ws.quit
-		}
+	}
+}
+
+// message handles a client message and hands its reply to the writer.
+func (ws *wsConn) message(msg []byte) {
+	select {
+	case <-ws.quit: // closing: drop what still comes until the client's close
+		return
+	default:
+	}
+	_ = ws.extendRead()
+	r := ws.handle(msg)
+	if r.msg == nil && r.err == nil {
+		return
+	}
+	select {
+	case ws.replies <- r:
+	case <-ws.quit:
+		return
+	}
+	if r.err != nil { // the writer closes: handle nothing more
+		<-ws.quit
 	}
 }
 

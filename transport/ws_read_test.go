@@ -1,0 +1,164 @@
+package transport_test
+
+import (
+	"encoding/binary"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/relaydev/relay/transport"
+)
+
+// clientFrame is a final client frame of opcode op: masked, as a client's
+// must be (RFC 6455 §5.3).
+func clientFrame(op byte, payload string) []byte {
+	b := []byte{0x80 | op}
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xffff:
+		b = binary.BigEndian.AppendUint16(append(b, 0x80|126), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint64(append(b, 0x80|127), uint64(n))
+	}
+	key := [4]byte{0x1f, 0x2e, 0x3d, 0x4c}
+	b = append(b, key[:]...)
+	for i := 0; i < len(payload); i++ {
+		b = append(b, payload[i]^key[i%4])
+	}
+	return b
+}
+
+func bytewise(b []byte) [][]byte {
+	out := make([][]byte, len(b))
+	for i := range b {
+		out[i] = b[i : i+1]
+	}
+	return out
+}
+
+func cat(bs ...[]byte) []byte {
+	var out []byte
+	for _, b := range bs {
+		out = append(out, b...)
+	}
+	return out
+}
+
+// TestWSReadFrames writes client frames on the socket as given, each
+// element of writes in one Write (a TCP segment on loopback), and checks the
+// client's ping message is answered, and one after it too: whether the
+// reader sees a frame whole, in pieces, or with an empty pong (which relay's
+// reader may consume without gorilla, see ws_read_linux.go) before or after
+// it in one segment, gorilla's framing stays where it was.
+func TestWSReadFrames(t *testing.T) {
+	r := startRelay(t)
+	ping := clientFrame(websocket.TextMessage, `{"type":"ping","timestamp":1}`)
+	pong := clientFrame(websocket.PongMessage, "")
+	for _, tc := range []struct {
+		name   string
+		writes [][]byte
+	}{
+		{"whole", [][]byte{ping}},
+		{"byte by byte", bytewise(ping)},
+		{"pong byte by byte, then the message", append(bytewise(pong), ping)},
+		{"pong and message in one segment", [][]byte{cat(pong, ping)}},
+		{"message and pong in one segment", [][]byte{cat(ping, pong)}},
+		{"message and a pong cut short in one segment", [][]byte{cat(ping, pong[:3]), pong[3:]}},
+		{"pongs, a message and a pong in one segment", [][]byte{cat(pong, pong, pong, ping, pong)}},
+		{"a pong with a payload", [][]byte{clientFrame(websocket.PongMessage, "x"), ping}},
+		{"a pong with a payload, with the message", [][]byte{cat(clientFrame(websocket.PongMessage, "relay"), ping)}},
+		{"a 16-bit length message", [][]byte{clientFrame(websocket.TextMessage, `{"type":"ping","timestamp":1,"pad":"`+strings.Repeat("a", 300)+`"}`)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := wsLive(t, r, "/events/projects/1/tickets")
+			raw := conn.NetConn()
+			for _, w := range tc.writes {
+				if _, err := raw.Write(w); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 2 {
+				if m := wsNext(t, conn); m["type"] != "pong" {
+					t.Fatalf("answer %d: got %v, want a pong", i, m)
+				}
+				if i == 0 {
+					if _, err := raw.Write(ping); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestWSClientClose: a client's close frame is answered with a close frame
+// of its code, and the stream ends.
+func TestWSClientClose(t *testing.T) {
+	r := startRelay(t)
+	conn := wsLive(t, r, "/events/projects/1/tickets")
+	msg := string(websocket.FormatCloseMessage(websocket.CloseGoingAway, "bye"))
+	if _, err := conn.NetConn().Write(cat(clientFrame(websocket.PongMessage, ""), clientFrame(websocket.CloseMessage, msg))); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := wsCloseCode(t, conn); code != websocket.CloseGoingAway {
+		t.Errorf("close code: got %d, want %d", code, websocket.CloseGoingAway)
+	}
+	waitFor(t, "the stream to end", func() bool { return r.hub.Subscribers() == 0 })
+}
+
+// TestWSPongsKeepAlive: a client that answers every ping with an empty
+// pong (as gorilla's client and browsers do) and sends nothing else stays
+// connected well past the read deadline a pong extends.
+func TestWSPongsKeepAlive(t *testing.T) {
+	const heartbeat, writeTimeout = 50 * time.Millisecond, 500 * time.Millisecond
+	r := startRelay(t, withConfig(func(c *transport.Config) {
+		c.Heartbeat = heartbeat
+		c.WriteTimeout = writeTimeout
+	}))
+	conn := wsLive(t, r, "/events/projects/1/tickets")
+	pings := make(chan struct{}, 100)
+	conn.SetPingHandler(func(data string) error {
+		pings <- struct{}{}
+		return conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	msgs := make(chan []byte, 1)
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			_, m, err := conn.ReadMessage()
+			if err != nil {
+				readErr <- err
+				return
+			}
+			msgs <- m
+		}
+	}()
+	// Past three deadlines' worth of pings (2 heartbeats and a write timeout).
+	want := 3 * int((2*heartbeat+writeTimeout)/heartbeat)
+	deadline := time.After(time.Duration(want) * heartbeat * 10)
+	for n := 0; n < want; n++ {
+		select {
+		case <-pings:
+		case err := <-readErr:
+			t.Fatalf("after %d pings answered: %v", n, err)
+		case <-deadline:
+			t.Fatalf("%d pings of %d within %v", n, want, time.Duration(want)*heartbeat*10)
+		}
+	}
+	id := r.mustPublish(t, "project_1_tickets", "still here", nil)
+	select {
+	case m := <-msgs:
+		if e := envelope(t, string(m)); e["id"] != id {
+			t.Errorf("got %v, want event %s", e, id)
+		}
+	case err := <-readErr:
+		t.Fatalf("after %d pings: %v", want, err)
+	case <-time.After(wait):
+		t.Fatal("no event")
+	}
+	conn.Close()
+	<-readErr
+}
