@@ -73,12 +73,13 @@ type session struct {
 
 	// The live loop's one timer (see live), in the session rather than in
 	// live's frame: it fires at the next heartbeat or at the deadline,
-	// whichever comes first. The deadline is the token's expiry (zero with
-	// KeepPastExpiry) or, once a shutdown has begun (leaving), this
-	// stream's moment within the spread if that comes first.
+	// whichever comes first. The deadline (if bounded) is the token's
+	// expiry (none with KeepPastExpiry) or, once a shutdown has begun
+	// (leaving), this stream's moment within the spread if that comes first.
 	timer    *time.Timer
 	beatAt   time.Time
 	deadline time.Time
+	bounded  bool
 	leaving  bool
 	reply    reply // the reader's reply wait received, for answer
 }
@@ -170,8 +171,8 @@ func (ss *session) history(ctx context.Context) error {
 	if err := ss.flush(); err != nil {
 		return err
 	}
-	// The live loop's timers are made here, on the handler's goroutine:
-	// making them may allocate, sweep or contend for the timer heap's lock,
+	// The live loop's timer is made here, on the handler's goroutine:
+	// making it may allocate, sweep or contend for the timer heap's lock,
 	// deeper than the live goroutine's small stack allows (see live).
 	ss.arm()
 	return nil
@@ -253,7 +254,7 @@ func (ss *session) wait(done <-chan struct{}) (wake, error) {
 func (ss *session) arm() {
 	ss.beatAt = time.Now().Add(ss.cfg.Heartbeat)
 	if !ss.cfg.KeepPastExpiry {
-		ss.deadline = ss.expires
+		ss.deadline, ss.bounded = ss.expires, true
 	}
 	ss.timer = time.NewTimer(time.Until(ss.next()))
 }
@@ -267,7 +268,7 @@ func (ss *session) disarm() {
 
 // next is when the timer is due: the next heartbeat, or the deadline.
 func (ss *session) next() time.Time {
-	if !ss.deadline.IsZero() && ss.deadline.Before(ss.beatAt) {
+	if ss.bounded && ss.deadline.Before(ss.beatAt) {
 		return ss.deadline
 	}
 	return ss.beatAt
@@ -278,7 +279,7 @@ func (ss *session) next() time.Time {
 // the timer again.
 func (ss *session) timed() error {
 	now := time.Now()
-	if !ss.deadline.IsZero() && !now.Before(ss.deadline) {
+	if ss.bounded && !now.Before(ss.deadline) {
 		if ss.leaving {
 			return errRestarting
 		}
@@ -306,8 +307,8 @@ func (ss *session) shuttingDown() error {
 	}
 	ss.shutdown = nil // go on streaming until this stream's moment
 	leave := time.Now().Add(rand.N(ss.cfg.ShutdownSpread))
-	if ss.deadline.IsZero() || leave.Before(ss.deadline) {
-		ss.deadline, ss.leaving = leave, true
+	if !ss.bounded || leave.Before(ss.deadline) {
+		ss.deadline, ss.bounded, ss.leaving = leave, true, true
 		ss.timer.Reset(time.Until(ss.next()))
 	}
 	return nil
