@@ -53,8 +53,8 @@ type session struct {
 	cfg      *Config
 	log      *slog.Logger
 	expires  time.Time
-	shutdown <-chan struct{}
-	replies  <-chan reply // answers from a WebSocket's reader; nil on SSE
+	shutdown <-chan struct{} // nil once this stream's shutdown has begun
+	replies  <-chan reply    // answers from a WebSocket's reader; nil on SSE
 	began    time.Time
 
 	metrics   *Metrics
@@ -70,6 +70,18 @@ type session struct {
 	replaying bool
 	ended     *liveStream     // ended from outside: POST /api/disconnect
 	batch     []*events.Event // storage for the next Take (see keptBatch)
+
+	// The live loop's one timer (see live), in the session rather than in
+	// live's frame: it fires at the next heartbeat or at the deadline,
+	// whichever comes first. The deadline (if bounded) is the token's
+	// expiry (none with KeepPastExpiry) or, once a shutdown has begun
+	// (leaving), this stream's moment within the spread if that comes first.
+	timer    *time.Timer
+	beatAt   time.Time
+	deadline time.Time
+	bounded  bool
+	leaving  bool
+	reply    reply // the reader's reply wait received, for answer
 }
 
 func (s *Server) newSession(o *openStream, w wire, log *slog.Logger, replies <-chan reply) *session {
@@ -156,65 +168,177 @@ func (ss *session) history(ctx context.Context) error {
 	if err := ss.w.welcome(welcome(ss.sub)); err != nil {
 		return err
 	}
-	return ss.flush()
+	if err := ss.flush(); err != nil {
+		return err
+	}
+	// The live loop's timer is made here, on the handler's goroutine:
+	// making it may allocate, sweep or contend for the timer heap's lock,
+	// deeper than the live goroutine's small stack allows (see live).
+	ss.arm()
+	return nil
 }
 
 // live streams until the client goes (ctx ends: nil), the server shuts down
-// (at a random moment within Config.ShutdownSpread of it), the token expires, the subscription ends, a write fails or a client
-// message asks to end; it returns the error that ended it.
+// (at a random moment within Config.ShutdownSpread of it), the token
+// expires, the subscription ends, a write fails or a client message asks to
+// end; it returns the error that ended it.
+//
+// An idle stream's goroutine sits parked in wait, and each write of the
+// stream runs from here: the select's frame is off the stack while the
+// stream writes, live's own frame is small (the timers live in the session,
+// rare paths are other functions), so that the goroutine fits the runtime's
+// smallest stack (2 KiB) with its deepest write (a flush under a fresh write
+// deadline). A stack once grown stays grown: the GC halves a parked stack
+// only when under a quarter of it is in use. TestIdleStreamStacks checks it.
 func (ss *session) live(ctx context.Context) error {
-	heartbeat := time.NewTicker(ss.cfg.Heartbeat)
-	defer heartbeat.Stop()
-	var expired <-chan time.Time // nil with KeepPastExpiry: never fires
-	if !ss.cfg.KeepPastExpiry {
-		expiry := time.NewTimer(time.Until(ss.expires))
-		defer expiry.Stop()
-		expired = expiry.C
-	}
-	shutdown := ss.shutdown
-	var leave <-chan time.Time // this stream's moment within the shutdown spread
 	for {
 		var err error
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-shutdown:
-			if ss.cfg.ShutdownSpread <= 0 {
-				return errRestarting
-			}
-			shutdown = nil // go on streaming until this stream's moment
-			t := time.NewTimer(rand.N(ss.cfg.ShutdownSpread))
-			defer t.Stop()
-			leave = t.C
-		case <-leave:
-			return errRestarting
-		case <-expired:
-			return errTokenExpired
-		case <-ss.ended.done:
-			return ss.ended.err
-		case <-ss.sub.Done():
-			if errors.Is(ss.sub.Err(), events.ErrSlowConsumer) {
-				return errSlowConsumer
-			}
-			return errRestarting
-		case <-heartbeat.C:
-			if err = ss.w.heartbeat(); err == nil {
-				err = ss.flush()
-			}
-		case r := <-ss.replies:
-			if r.err != nil {
-				return r.err
-			}
-			if err = ss.w.reply(r.msg); err == nil {
-				err = ss.flush()
-			}
-		case <-ss.sub.Ready():
+		switch w, end := ss.wait(ctx.Done()); w {
+		case wakeEnd:
+			return end
+		case wakeEvents:
 			err = ss.deliver(ctx)
+		case wakeTimer:
+			err = ss.timed()
+		case wakeReply:
+			err = ss.answer()
+		case wakeShutdown:
+			err = ss.shuttingDown()
 		}
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// wake is what woke a session parked in wait.
+type wake uint8
+
+const (
+	wakeEnd      wake = iota // the stream ends, with wait's error (nil: the client went)
+	wakeEvents               // the subscription has live events ready
+	wakeTimer                // the timer fired: a heartbeat, or the deadline
+	wakeReply                // the WebSocket's reader has a reply (session.reply)
+	wakeShutdown             // the server's shutdown began
+)
+
+// wait parks the session until something needs it, and says what. It is
+// not inlined so that its select (a frame of a few hundred bytes) is on the
+// stack only while the stream is parked, never below a write (see live).
+//
+//go:noinline
+func (ss *session) wait(done <-chan struct{}) (wake, error) {
+	select {
+	case <-done:
+		return wakeEnd, nil
+	case <-ss.sub.Ready():
+		return wakeEvents, nil
+	case <-ss.timer.C:
+		return wakeTimer, nil
+	case ss.reply = <-ss.replies:
+		if ss.reply.err != nil {
+			return wakeEnd, ss.reply.err
+		}
+		return wakeReply, nil
+	case <-ss.shutdown:
+		return wakeShutdown, nil
+	case <-ss.ended.done:
+		return wakeEnd, ss.ended.err
+	case <-ss.sub.Done():
+		return wakeEnd, ss.subscriptionErr()
+	}
+}
+
+// arm starts the live loop's timer (history does, once it has sent the
+// welcome; finish stops it), for the first heartbeat or the token's expiry.
+func (ss *session) arm() {
+	ss.beatAt = time.Now().Add(ss.cfg.Heartbeat)
+	if !ss.cfg.KeepPastExpiry {
+		ss.deadline, ss.bounded = ss.expires, true
+	}
+	ss.timer = time.NewTimer(time.Until(ss.next()))
+}
+
+// disarm stops the timer, if arm started it.
+func (ss *session) disarm() {
+	if ss.timer != nil {
+		ss.timer.Stop()
+	}
+}
+
+// next is when the timer is due: the next heartbeat, or the deadline.
+func (ss *session) next() time.Time {
+	if ss.bounded && ss.deadline.Before(ss.beatAt) {
+		return ss.deadline
+	}
+	return ss.beatAt
+}
+
+// timed ends the stream at its deadline, or sends the heartbeat that is due
+// (heartbeats missed meanwhile are dropped, as a Ticker's are), then sets
+// the timer again.
+func (ss *session) timed() error {
+	now := time.Now()
+	if ss.bounded && !now.Before(ss.deadline) {
+		if ss.leaving {
+			return errRestarting
+		}
+		return errTokenExpired
+	}
+	if !now.Before(ss.beatAt) {
+		if err := ss.heartbeat(); err != nil {
+			return err
+		}
+		ss.beatAt = ss.beatAt.Add(ss.cfg.Heartbeat)
+		if !ss.beatAt.After(now) {
+			ss.beatAt = now.Add(ss.cfg.Heartbeat)
+		}
+	}
+	ss.timer.Reset(time.Until(ss.next()))
+	return nil
+}
+
+// shuttingDown begins the server's shutdown for this stream: it ends now
+// without a ShutdownSpread, else at a random moment within it, unless the
+// token expires first (the deadline then stays at the expiry).
+func (ss *session) shuttingDown() error {
+	if ss.cfg.ShutdownSpread <= 0 {
+		return errRestarting
+	}
+	ss.shutdown = nil // go on streaming until this stream's moment
+	leave := time.Now().Add(rand.N(ss.cfg.ShutdownSpread))
+	if !ss.bounded || leave.Before(ss.deadline) {
+		ss.deadline, ss.bounded, ss.leaving = leave, true, true
+		ss.timer.Reset(time.Until(ss.next()))
+	}
+	return nil
+}
+
+// subscriptionErr is why the hub ended the subscription: a slow consumer,
+// or the hub closing.
+func (ss *session) subscriptionErr() error {
+	if errors.Is(ss.sub.Err(), events.ErrSlowConsumer) {
+		return errSlowConsumer
+	}
+	return errRestarting
+}
+
+// heartbeat keeps an idle stream open.
+func (ss *session) heartbeat() error {
+	if err := ss.w.heartbeat(); err != nil {
+		return err
+	}
+	return ss.flush()
+}
+
+// answer writes the WebSocket reader's reply that woke the session.
+func (ss *session) answer() error {
+	msg := ss.reply.msg
+	ss.reply = reply{}
+	if err := ss.w.reply(msg); err != nil {
+		return err
+	}
+	return ss.flush()
 }
 
 // deliver takes every live event waiting, writes them, then flushes once: a
@@ -248,6 +372,7 @@ const keptBatch = 32
 // are worth an operator's eye; INFO otherwise), and reports whether an
 // ending was sent.
 func (ss *session) finish(ctx context.Context, err error) (ending, bool) {
+	ss.disarm()
 	ss.count() // what was written but not flushed still counts as sent
 	reason := disconnectReason(ctx, err)
 	var e ending

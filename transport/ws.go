@@ -175,8 +175,8 @@ func closeMessage(code int, reason string) []byte {
 // it); were it ever, these uncompressed frames would still be valid
 // (permessage-deflate leaves RSV1 clear on them).
 //
-// Gorilla still writes control frames: the session's pings and close (after
-// a flush of what it has buffered, so they never land inside it), and from
+// Gorilla still writes control frames: the session's close (after a flush
+// of what it has buffered, so it never lands inside it), and from
 // the reader goroutine a pong to a client's ping and the answer to a
 // client's close. wmu holds those two and every flush apart, so a control
 // frame's deadline never cuts short a flush in progress. Every Write holds
@@ -219,10 +219,17 @@ func (ws *wsConn) welcome(msg []byte) error { return ws.text(msg) }
 func (ws *wsConn) reply(msg []byte) error { return ws.text(msg) }
 
 // heartbeat sends a ping frame, after what is buffered; the reader's pong
-// handler extends its deadline.
+// handler extends its deadline. The ping goes out with the buffer through
+// flush rather than through gorilla's WriteControl, whose frames (and its
+// timer) would grow the idle session's stack past 2 KiB (see session.live).
 func (ws *wsConn) heartbeat() error {
-	return ws.control(websocket.PingMessage, nil, ws.cfg.WriteTimeout)
+	ws.take()
+	*ws.buf = append(*ws.buf, pingFrame...)
+	return ws.flush()
 }
+
+// pingFrame is an empty server ping (RFC 6455 §5.5.2: FIN, opcode 9).
+var pingFrame = []byte{0x80 | websocket.PingMessage, 0}
 
 // end closes with the ending's code and message as the reason, after what
 // is buffered.
