@@ -2,10 +2,12 @@ package events_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/relaydev/relay/events"
 	"github.com/relaydev/relay/store"
@@ -13,8 +15,20 @@ import (
 
 // buffered takes every event waiting in sub's live queue, as the fan-out
 // left them: no Deliver, so no gap filling from the log can hide a miss.
-func buffered(sub *events.Subscription) []*events.Event {
-	return slices.Clone(sub.Take(nil))
+func buffered(t *testing.T, sub *events.Subscription) []*events.Event {
+	t.Helper()
+	got := slices.Clone(sub.Take(nil))
+	if err := sub.Err(); err != nil && !errors.Is(err, events.ErrClosed) {
+		t.Fatalf("subscription ended: %v", err)
+	}
+	return got
+}
+
+// newFanOutHub is a hub for tests that read the queues only at their end:
+// under -race on a loaded machine that can be more than the queue's default
+// age budget after the first event, which would end them as slow consumers.
+func newFanOutHub(t *testing.T) *events.Hub {
+	return newHubWith(t, events.QueueLimits{Age: time.Hour})
 }
 
 // TestFanOutShards: with thousands of subscribers on one channel (many
@@ -23,7 +37,7 @@ func buffered(sub *events.Subscription) []*events.Event {
 // still registered gets each event exactly once and a closed one none.
 func TestFanOutShards(t *testing.T) {
 	const n = 3000
-	hub := newHub(t, events.Retention{})
+	hub := newFanOutHub(t)
 	start := events.Cursor{"c": events.Beginning}
 	subs := make([]*events.Subscription, n)
 	for i := range subs {
@@ -50,7 +64,7 @@ func TestFanOutShards(t *testing.T) {
 		if closed[i] {
 			want = nil
 		}
-		if got := ids(buffered(sub)...); !slices.Equal(got, want) {
+		if got := ids(buffered(t, sub)...); !slices.Equal(got, want) {
 			t.Fatalf("subscriber %d (closed %v): got %v, want %v", i, closed[i], got, want)
 		}
 	}
@@ -62,7 +76,7 @@ func TestFanOutShards(t *testing.T) {
 	}
 	publish(t, hub, "c", 1) // a channel with no subscriber left: nothing to offer, no panic
 	for i, sub := range subs {
-		if got := buffered(sub); len(got) != 0 {
+		if got := buffered(t, sub); len(got) != 0 {
 			t.Fatalf("subscriber %d got %d events after Close", i, len(got))
 		}
 	}
@@ -75,7 +89,7 @@ func TestFanOutShards(t *testing.T) {
 // written.
 func TestFanOutChurn(t *testing.T) {
 	const steady, churners, evs = 600, 4, 200
-	hub := newHub(t, events.Retention{})
+	hub := newFanOutHub(t)
 	start := events.Cursor{"c": events.Beginning}
 	subs := make([]*events.Subscription, steady)
 	for i := range subs {
@@ -116,7 +130,7 @@ func TestFanOutChurn(t *testing.T) {
 	wg.Wait()
 	want := ids(published...)
 	for i, sub := range subs {
-		if got := ids(buffered(sub)...); !slices.Equal(got, want) {
+		if got := ids(buffered(t, sub)...); !slices.Equal(got, want) {
 			t.Fatalf("steady subscriber %d: got %d events, want the %d published, in order", i, len(got), len(want))
 		}
 	}
@@ -128,10 +142,10 @@ func TestFanOutChurn(t *testing.T) {
 // TestFanOutChannelNamedTwice: a subscription whose channels repeat one is
 // offered each event of it once.
 func TestFanOutChannelNamedTwice(t *testing.T) {
-	hub := newHub(t, events.Retention{})
+	hub := newFanOutHub(t)
 	sub := subscribe(t, hub, []string{"c", "c"}, events.Cursor{"c": events.Beginning})
 	publish(t, hub, "c", 1)
-	if got := len(buffered(sub)); got != 1 {
+	if got := len(buffered(t, sub)); got != 1 {
 		t.Errorf("live events queued: got %d, want 1", got)
 	}
 	sub.Close()
