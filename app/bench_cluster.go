@@ -113,51 +113,27 @@ func (o clusterOpts) measure(ctx context.Context, relays []*benchTarget, out io.
 	got := make([]atomic.Int64, o.channels) // events each channel's stream received
 	var all sync.WaitGroup                  // a channel's stream has every event
 	all.Add(o.channels)
-	var opening sync.WaitGroup
-	dialing := make(chan struct{}, connectConcurrency)
-	errs := make([]error, o.channels)
-	for i := range o.channels {
-		t := relays[i%len(relays)]
-		id := clusterChannel(i)
-		url := t.url + streamPath(transportSSE, id) + "?token=" + t.token(auth.Identity{UserID: "bench", Projects: []string{id}})
-		dialing <- struct{}{}
-		opening.Add(1)
-		wg.Go(func() {
-			s, err := bn.open(ctx, i, transportSSE, url)
-			if err == nil {
-				err = awaitWelcome(s)
-			}
-			errs[i] = err
-			<-dialing
-			opening.Done()
-			if err != nil {
-				all.Done()
-				if s != nil {
-					s.close()
+	url := func(i int) string {
+		t, id := relays[i%len(relays)], clusterChannel(i)
+		return t.url + streamPath(transportSSE, id) + "?token=" + t.token(auth.Identity{UserID: "bench", Projects: []string{id}})
+	}
+	err := openEach(ctx, bn, &wg, o.channels, transportSSE, url, func(i int, s benchStream) {
+		for n := 0; ; {
+			if _, _, err := s.next(); err != nil {
+				if n < o.perChannel {
+					all.Done()
 				}
 				return
 			}
-			defer s.close()
-			for n := 0; ; {
-				if _, _, err := s.next(); err != nil {
-					if n < o.perChannel {
-						all.Done()
-					}
-					return
-				}
-				n++
-				got[i].Store(int64(n))
-				if n == o.perChannel {
-					all.Done()
-				}
+			n++
+			got[i].Store(int64(n))
+			if n == o.perChannel {
+				all.Done()
 			}
-		})
-	}
-	opening.Wait()
-	for i, err := range errs {
-		if err != nil {
-			return fmt.Errorf("bench cluster: stream of channel %d: %w", i, err)
 		}
+	})
+	if err != nil {
+		return fmt.Errorf("bench cluster: %w", err)
 	}
 	before, err := receivedCounts(ctx, relays)
 	if err != nil {

@@ -42,6 +42,11 @@ type benchSub struct {
 // then hands each to read in a goroutine of wg. It returns once all are
 // open, or the first error.
 func openAll(ctx context.Context, bn *benchNet, wg *sync.WaitGroup, n int, tr, url string, read func(i int, s benchStream)) error {
+	return openEach(ctx, bn, wg, n, tr, func(int) string { return url }, read)
+}
+
+// openEach is openAll with stream i at url(i).
+func openEach(ctx context.Context, bn *benchNet, wg *sync.WaitGroup, n int, tr string, url func(i int) string, read func(i int, s benchStream)) error {
 	var opening sync.WaitGroup
 	dialing := make(chan struct{}, connectConcurrency)
 	errs := make([]error, n)
@@ -52,6 +57,7 @@ func openAll(ctx context.Context, bn *benchNet, wg *sync.WaitGroup, n int, tr, u
 			return ctx.Err()
 		}
 		opening.Add(1)
+		url := url(i)
 		wg.Go(func() {
 			s, err := bn.open(ctx, i, tr, url)
 			if err == nil {

@@ -363,16 +363,8 @@ func TestRedisClusterNodeRestart(t *testing.T) {
 		t.Skip("-short: starts a 3-node Redis Cluster and restarts a node")
 	}
 	t.Parallel()
-	c := redistest.NewCluster(t, 3)
+	c, prefix, pub, hub := clusterHub(t)
 	ctx := context.Background()
-	prefix := redistest.Prefix(t)
-	pub := openRedis(t, c.URL, prefix, events.Retention{})
-	sub := openRedis(t, c.URL, prefix, events.Retention{})
-	hub := events.NewHub(sub, events.HubOptions{Logger: testLogger(t)})
-	if err := hub.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(hub.Close)
 
 	// Two channels per node, found by their slot (their hash tag).
 	node0 := c.Client(t, 0)
@@ -495,16 +487,8 @@ func TestRedisClusterSlotMoves(t *testing.T) {
 		t.Skip("-short: starts a 3-node Redis Cluster and migrates a slot")
 	}
 	t.Parallel()
-	c := redistest.NewCluster(t, 3)
+	c, prefix, pub, hub := clusterHub(t)
 	ctx := context.Background()
-	prefix := redistest.Prefix(t)
-	pub := openRedis(t, c.URL, prefix, events.Retention{})
-	sub := openRedis(t, c.URL, prefix, events.Retention{})
-	hub := events.NewHub(sub, events.HubOptions{Logger: testLogger(t)})
-	if err := hub.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(hub.Close)
 
 	node0 := c.Client(t, 0)
 	slotOf := func(ch string) int {
@@ -593,16 +577,8 @@ func TestRedisClusterPubSubDropped(t *testing.T) {
 		t.Skip("-short: starts a 3-node Redis Cluster")
 	}
 	t.Parallel()
-	c := redistest.NewCluster(t, 3)
+	c, prefix, pub, hub := clusterHub(t)
 	ctx := context.Background()
-	prefix := redistest.Prefix(t)
-	pub := openRedis(t, c.URL, prefix, events.Retention{})
-	sub := openRedis(t, c.URL, prefix, events.Retention{})
-	hub := events.NewHub(sub, events.HubOptions{Logger: testLogger(t)})
-	if err := hub.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(hub.Close)
 	node0 := c.Client(t, 0)
 	var chs []string // four channels of node 0, in different slots
 	slots := map[int64]bool{}
@@ -661,4 +637,21 @@ func TestRedisClusterPubSubDropped(t *testing.T) {
 			}
 		}
 	}
+}
+
+// clusterHub starts a private 3-master cluster, and on it a store to
+// publish through and a hub of another store, subscribed by interest, both
+// under one fresh prefix.
+func clusterHub(t *testing.T) (*redistest.Cluster, string, *store.Redis, *events.Hub) {
+	t.Helper()
+	c := redistest.NewCluster(t, 3)
+	prefix := redistest.Prefix(t)
+	pub := openRedis(t, c.URL, prefix, events.Retention{})
+	sub := openRedis(t, c.URL, prefix, events.Retention{})
+	hub := events.NewHub(sub, events.HubOptions{Logger: testLogger(t)})
+	if err := hub.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hub.Close)
+	return c, prefix, pub, hub
 }
