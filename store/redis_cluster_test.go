@@ -453,19 +453,7 @@ func TestRedisClusterNodeRestart(t *testing.T) {
 	for n, chs := range perNode {
 		for _, ch := range chs {
 			got := recs[ch].snapshot()
-			resets := 0
-			var prev *events.Event
-			for i, e := range got {
-				if e == nil {
-					resets++
-					prev = nil
-					continue
-				}
-				if prev != nil && (e.Pos.Epoch != prev.Pos.Epoch || e.Pos.Seq != prev.Pos.Seq+1) {
-					t.Errorf("node %d channel %s: event %d is %v after %v: a gap or a repeat", n, ch, i, e.Pos, prev.Pos)
-				}
-				prev = e
-			}
+			resets := continuous(t, fmt.Sprintf("node %d channel %s", n, ch), got)
 			switch {
 			case n == killed && resets != 1:
 				t.Errorf("channel %s of the restarted node: %d resets, want exactly 1 (its history is gone)", ch, resets)
@@ -545,19 +533,7 @@ func TestRedisClusterSlotMoves(t *testing.T) {
 	arrived()
 	for _, ch := range chs {
 		got := recs[ch].snapshot()
-		resets := 0
-		var prev *events.Event
-		for i, e := range got {
-			if e == nil {
-				resets++
-				prev = nil
-				continue
-			}
-			if prev != nil && (e.Pos.Epoch != prev.Pos.Epoch || e.Pos.Seq != prev.Pos.Seq+1) {
-				t.Errorf("channel %s: event %d is %v after %v: a gap or a repeat", ch, i, e.Pos, prev.Pos)
-			}
-			prev = e
-		}
+		resets := continuous(t, "channel "+ch, got)
 		switch {
 		case ch == moved && resets != 1:
 			t.Errorf("moved channel %s: %d resets, want exactly 1 (a new epoch on the new node)", ch, resets)
@@ -654,4 +630,24 @@ func clusterHub(t *testing.T) (*redistest.Cluster, string, *store.Redis, *events
 	}
 	t.Cleanup(hub.Close)
 	return c, prefix, pub, hub
+}
+
+// continuous checks that what a recording holds (events, nil for a reset)
+// has no gap and no repeat between resets, and returns how many resets it
+// holds.
+func continuous(t *testing.T, name string, got []*events.Event) (resets int) {
+	t.Helper()
+	var prev *events.Event
+	for i, e := range got {
+		if e == nil {
+			resets++
+			prev = nil
+			continue
+		}
+		if prev != nil && (e.Pos.Epoch != prev.Pos.Epoch || e.Pos.Seq != prev.Pos.Seq+1) {
+			t.Errorf("%s: event %d is %v after %v: a gap or a repeat", name, i, e.Pos, prev.Pos)
+		}
+		prev = e
+	}
+	return resets
 }
