@@ -31,33 +31,54 @@ type claims struct {
 	TokenType string `json:"token_type,omitempty"`
 }
 
-// claimNames are the claims relay reads, exactly as spelt in claims' tags
-// (a test keeps them in step).
-var claimNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti",
-	"user_id", "name", "projects", "subscribe", "publish", "token_type"}
-
 // UnmarshalJSON reads claims by their exact names. encoding/json alone
 // matches member names regardless of case, so {"sub":"1","SUB":"2"} would
 // be user 2; claim names are case-sensitive (RFC 7519, section 4), and a
-// member that is not exactly one of claimNames is ignored like any other
-// claim relay does not know.
+// member that is not exactly one of the names below is ignored like any
+// other claim relay does not know. The members are split once and each
+// known one decoded into its field: no second pass over the payload.
 func (c *claims) UnmarshalJSON(b []byte) error {
 	var all map[string]json.RawMessage
 	if err := json.Unmarshal(b, &all); err != nil {
 		return err
 	}
-	exact := make(map[string]json.RawMessage, len(claimNames))
-	for _, name := range claimNames {
-		if v, ok := all[name]; ok {
-			exact[name] = v
+	for name, v := range all {
+		var field any
+		switch name {
+		case "iss":
+			field = &c.Issuer
+		case "sub":
+			field = &c.Subject
+		case "aud":
+			field = &c.Audience
+		case "exp":
+			field = &c.ExpiresAt
+		case "nbf":
+			field = &c.NotBefore
+		case "iat":
+			field = &c.IssuedAt
+		case "jti":
+			field = &c.ID
+		case "user_id":
+			field = &c.UserID
+		case "name":
+			field = &c.Name
+		case "projects":
+			field = &c.Projects
+		case "subscribe":
+			field = &c.Subscribe
+		case "publish":
+			field = &c.Publish
+		case "token_type":
+			field = &c.TokenType
+		default:
+			continue
+		}
+		if err := json.Unmarshal(v, field); err != nil {
+			return fmt.Errorf("claim %s: %w", name, err)
 		}
 	}
-	b, err := json.Marshal(exact)
-	if err != nil {
-		return err
-	}
-	type plain claims // without this method
-	return json.Unmarshal(b, (*plain)(c))
+	return nil
 }
 
 // identity checks the decoded claims and turns them into an Identity. Its

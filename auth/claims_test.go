@@ -1,13 +1,15 @@
 package auth
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // TestClaimNamesAreCaseSensitive: a member that differs from a claim's name
@@ -41,25 +43,40 @@ func TestClaimNamesAreCaseSensitive(t *testing.T) {
 	}
 }
 
-// TestClaimNamesMatchTheStruct keeps claimNames, which UnmarshalJSON reads,
-// equal to the json names of claims' fields.
-func TestClaimNamesMatchTheStruct(t *testing.T) {
-	var names []string
-	var walk func(reflect.Type)
-	walk = func(typ reflect.Type) {
-		for f := range typ.Fields() {
-			if f.Anonymous {
-				walk(f.Type)
-				continue
+// TestClaimsReadEveryField keeps UnmarshalJSON in step with claims' fields:
+// claims with every field set, encoded by their json tags, read back equal.
+// A field added to claims but not to UnmarshalJSON stays zero and fails it.
+func TestClaimsReadEveryField(t *testing.T) {
+	at := jwt.NewNumericDate(t0)
+	want := claims{
+		RegisteredClaims: jwt.RegisteredClaims{Issuer: "i", Subject: "s", Audience: jwt.ClaimStrings{"a"},
+			ExpiresAt: at, NotBefore: at, IssuedAt: at, ID: "j"},
+		UserID: json.RawMessage(`7`), Name: "n", Projects: json.RawMessage(`[1]`),
+		Subscribe: json.RawMessage(`"x"`), Publish: json.RawMessage(`"y"`), TokenType: "access",
+	}
+	var walk func(reflect.Value)
+	walk = func(v reflect.Value) {
+		for i := range v.NumField() {
+			f := v.Field(i)
+			if v.Type().Field(i).Anonymous {
+				walk(f)
+			} else if f.IsZero() {
+				t.Fatalf("field %s is not set in this test: set it", v.Type().Field(i).Name)
 			}
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			names = append(names, name)
 		}
 	}
-	walk(reflect.TypeFor[claims]())
-	slices.Sort(names)
-	want := slices.Sorted(slices.Values(claimNames))
-	if !slices.Equal(names, want) {
-		t.Errorf("claims' json names %q, claimNames %q: keep them equal", names, want)
+	walk(reflect.ValueOf(want))
+	type plain claims
+	b, err := json.Marshal((*plain)(&want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got claims
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := json.Marshal((*plain)(&got))
+	if string(again) != string(b) {
+		t.Errorf("read back %s, want %s", again, b)
 	}
 }
