@@ -53,6 +53,20 @@ func (l *listenLog) counts(ch string) (listens, releases int) {
 	return l.listens[ch], l.releases[ch]
 }
 
+// listeningHub is a started hub over a listenLog, both closed at the end
+// of the test.
+func listeningHub(t *testing.T) (*events.Hub, *listenLog) {
+	t.Helper()
+	log := newListenLog()
+	t.Cleanup(func() { log.Close() })
+	hub := events.NewHub(log, events.HubOptions{})
+	if err := hub.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hub.Close)
+	return hub, log
+}
+
 func wantCounts(t *testing.T, l *listenLog, ch string, listens, releases int) {
 	t.Helper()
 	if gl, gr := l.counts(ch); gl != listens || gr != releases {
@@ -67,12 +81,7 @@ func wantCounts(t *testing.T, l *listenLog, ch string, listens, releases int) {
 func TestHubListensWhileSubscribed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		log := newListenLog()
-		defer log.Close()
-		hub := events.NewHub(log, events.HubOptions{})
-		if err := hub.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
+		hub, log := listeningHub(t)
 		subscribe := func(chs ...string) *events.Subscription {
 			t.Helper()
 			s, err := hub.Subscribe(ctx, chs, nil)
@@ -122,13 +131,7 @@ func TestHubListensWhileSubscribed(t *testing.T) {
 func TestHubListenFails(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		log := newListenLog()
-		defer log.Close()
-		hub := events.NewHub(log, events.HubOptions{})
-		if err := hub.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		defer hub.Close()
+		hub, log := listeningHub(t)
 		refused := errors.New("redis refused")
 		log.fail["x"] = refused
 		if _, err := hub.Subscribe(ctx, []string{"ok", "x"}, nil); !errors.Is(err, refused) {
@@ -156,13 +159,7 @@ func TestHubListenFails(t *testing.T) {
 // subscriptions of that channel only.
 func TestHubResyncsOneChannel(t *testing.T) {
 	ctx := context.Background()
-	log := newListenLog()
-	defer log.Close()
-	hub := events.NewHub(log, events.HubOptions{})
-	if err := hub.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer hub.Close()
+	hub, log := listeningHub(t)
 	a, err := hub.Subscribe(ctx, []string{"a"}, nil)
 	if err != nil {
 		t.Fatal(err)

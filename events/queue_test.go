@@ -11,23 +11,13 @@ import (
 	"time"
 
 	"github.com/relaydev/relay/events"
-	"github.com/relaydev/relay/store"
 )
 
 // newHubWith returns a started hub over a memory log with the given queue
 // limits.
 func newHubWith(t *testing.T, q events.QueueLimits) *events.Hub {
 	t.Helper()
-	mem := store.NewMemory(events.Retention{})
-	hub := events.NewHub(mem, events.HubOptions{Queue: q})
-	if err := hub.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		hub.Close()
-		mem.Close()
-	})
-	return hub
+	return newMemoryHub(t, events.Retention{}, events.HubOptions{Queue: q})
 }
 
 // publishSized publishes one event to channel whose data is a string of n

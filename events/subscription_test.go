@@ -15,8 +15,15 @@ import (
 // newHub returns a started hub over a memory log with the given retention.
 func newHub(t *testing.T, ret events.Retention) *events.Hub {
 	t.Helper()
+	return newMemoryHub(t, ret, events.HubOptions{})
+}
+
+// newMemoryHub is a started hub with opts over a memory log, both closed at
+// the end of the test.
+func newMemoryHub(t *testing.T, ret events.Retention, opts events.HubOptions) *events.Hub {
+	t.Helper()
 	mem := store.NewMemory(ret)
-	hub := events.NewHub(mem, events.HubOptions{})
+	hub := events.NewHub(mem, opts)
 	if err := hub.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
