@@ -3,16 +3,14 @@ package transport
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -35,7 +33,9 @@ func isWebSocket(r *http.Request) bool { return websocket.IsWebSocketUpgrade(r) 
 
 func (s *Server) upgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
-		ReadBufferSize:  128, // client messages are small and rare (on Linux, upgrade gives gorilla a reader of its own)
+		// Gorilla reads nothing of a stream (relay reads client frames
+		// itself, see ws_read.go): it may keep the reader the hijack hands it.
+		ReadBufferSize:  0,
 		WriteBufferSize: 4096,
 		WriteBufferPool: &writeBuffers,
 		CheckOrigin:     func(r *http.Request) bool { return s.originAllowed(r.Header.Get("Origin"), r) },
@@ -43,23 +43,32 @@ func (s *Server) upgrader() *websocket.Upgrader {
 }
 
 // wsConn is one WebSocket client: the session's goroutine (the handler's
-// during history, then one of its own) is its only writer, readLoop (see read) its only reader, which hands its replies to
-// the writer.
+// during history, then one of its own) is its only writer, the reader (see
+// read) its only reader, which hands its replies to the writer. After the
+// handshake relay speaks the protocol on the connection itself, reading
+// (ws_read.go) and writing (below) its frames; gorilla's Conn is not kept.
 type wsConn struct {
 	srv      *Server
 	projects []string // projects whose presence channel this reads
-	conn     *websocket.Conn
-	frames   *frameWaiter // where the reader waits for the client's next frame (see ws_read_linux.go); nil: in gorilla
+	conn     net.Conn
+	frames   *frameWaiter // where the reader waits for the client's next frame (see ws_read_linux.go); nil: in a read
 	sub      *events.Subscription
 	id       *auth.Identity
 	cfg      *Config
 	log      *slog.Logger
-	quota    *connQuota    // the rate of this connection's messages; made on the first (see handle)
-	replies  chan reply    // answers from the reader, written by the writer
-	quit     chan struct{} // closed when the writer is done
+	quota    *connQuota // the rate of this connection's messages; made on the first (see handle)
+	replies  chan reply // answers from the reader, written by the writer
+	ss       *session
+	open     *openStream
+	cancel   context.CancelFunc // the reader's end: ends the session's context
+
+	// The reader's own.
+	partial []byte      // a fragmented message's fragments so far
+	ended   bool        // a message asked to end the stream: handle nothing more
+	closing atomic.Bool // the writer is ending the stream: the reader drops messages
 
 	buf       *[]byte    // frames not yet written; nil between bursts
-	wmu       sync.Mutex // holds flushes and gorilla's control frames apart (see wsFrame)
+	wmu       sync.Mutex // holds flushes and control frames apart (see wsFrame)
 	closeSent bool       // under wmu: a close frame went out, nothing follows it
 }
 
@@ -73,8 +82,8 @@ type wsConn struct {
 // a goroutine of its own and returns: net/http's connection goroutine, its
 // buffers and that grown stack are freed, and an idle WebSocket costs two
 // small goroutines (the session, and the reader, which waits on a 2 KiB
-// stack: see read), its subscription, a small read buffer and little else
-// (write buffers are pooled).
+// stack: see read), its subscription and little else (write buffers are
+// pooled, and nothing is buffered for reading between client frames).
 func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	if !s.track() { // shutting down: tell the client to go elsewhere
 		return s.refuseWebSocket(c, errRestarting)
@@ -84,43 +93,47 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 		s.streams.Done()
 		return s.refuseWebSocket(c, err)
 	}
-	conn, frames, err := s.upgrade(c)
+	conn, err := s.upgrader().Upgrade(c.Response(), c.Request(), nil)
 	if err != nil {
 		o.close()
 		s.streams.Done()
 		return nil // the upgrader has answered with an HTTP error
 	}
-
-	log := s.logger.With("transport", "websocket", "user", o.id.UserID)
-	ws := &wsConn{srv: s, conn: conn, frames: frames, sub: o.sub, id: o.id, cfg: &s.cfg, projects: presenceProjects(o.channels),
-		log: log, replies: make(chan reply, 1), quit: make(chan struct{})}
-	ss := s.newSession(o, ws, log, ws.replies)
 	// The client going away (the reader's end) ends the session, and any
 	// log read in progress.
 	ctx, cancel := context.WithCancel(context.Background())
-	readDone := make(chan struct{})
-	ws.startReading()
-	go ws.read(func() {
-		cancel()
-		close(readDone)
-	})
-	finish := func(err error) {
-		close(ws.quit)
-		if _, sent := ss.finish(ctx, err); sent {
-			lingerClose(readDone)
-		}
-		conn.Close() // ends readLoop
-		<-readDone
-		cancel()
-		o.close()
-		s.streams.Done()
-	}
-	if err := ss.history(ctx); err != nil {
-		finish(err)
+	log := s.logger.With("transport", "websocket", "user", o.id.UserID)
+	ws := &wsConn{srv: s, conn: conn.NetConn(), sub: o.sub, id: o.id, cfg: &s.cfg, projects: presenceProjects(o.channels),
+		log: log, replies: make(chan reply), open: o, cancel: cancel}
+	ws.frames = newFrameWaiter(ws.conn)
+	ws.ss = s.newSession(o, ws, log, ws.replies)
+	_ = ws.extendRead()
+	go ws.read(cancel)
+	if err := ws.ss.history(ctx); err != nil {
+		ws.finish(ctx, err)
 		return nil
 	}
-	go func() { finish(ss.live(ctx)) }()
+	go ws.live(ctx)
 	return nil
+}
+
+// live runs the live session, then ends the stream.
+func (ws *wsConn) live(ctx context.Context) { ws.finish(ctx, ws.ss.live(ctx)) }
+
+// finish ends the stream: the ending (unless the client is gone), a wait
+// of up to closeLinger for the client's answering close, then the
+// connection closed and the reader's end awaited. Meanwhile the replies the
+// reader still hands over are dropped. ctx ends with the reader.
+func (ws *wsConn) finish(ctx context.Context, err error) {
+	ws.closing.Store(true)
+	if _, sent := ws.ss.finish(ctx, err); sent {
+		ws.drainReplies(ctx.Done(), closeLinger)
+	}
+	ws.conn.Close() // ends the reader
+	ws.drainReplies(ctx.Done(), 0)
+	ws.cancel()
+	ws.open.close()
+	ws.srv.streams.Done()
 }
 
 // closeLinger is how long a close waits for the client's answering close
@@ -130,12 +143,23 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 // client would see 1006 instead of 4029 and its reason.
 const closeLinger = time.Second
 
-func lingerClose(readDone <-chan struct{}) {
-	t := time.NewTimer(closeLinger)
-	defer t.Stop()
-	select {
-	case <-readDone:
-	case <-t.C:
+// drainReplies waits until the reader ends (readDone), or for at most
+// linger when it is not 0, dropping the replies the reader hands over.
+func (ws *wsConn) drainReplies(readDone <-chan struct{}, linger time.Duration) {
+	var expired <-chan time.Time
+	if linger > 0 {
+		t := time.NewTimer(linger)
+		defer t.Stop()
+		expired = t.C
+	}
+	for {
+		select {
+		case <-readDone:
+			return
+		case <-ws.replies:
+		case <-expired:
+			return
+		}
 	}
 }
 
@@ -175,14 +199,13 @@ func closeMessage(code int, reason string) []byte {
 // it); were it ever, these uncompressed frames would still be valid
 // (permessage-deflate leaves RSV1 clear on them).
 //
-// Gorilla still writes control frames: the session's close (after a flush
-// of what it has buffered, so it never lands inside it), and from
-// the reader goroutine a pong to a client's ping and the answer to a
-// client's close. wmu holds those two and every flush apart, so a control
-// frame's deadline never cuts short a flush in progress. Every Write holds
-// whole frames, so frames never interleave. Gorilla's own protocol-error
-// closes (a client message over the read limit, a malformed frame) bypass
-// wmu; the connection ends right after them.
+// Control frames are written one per Write (writeControl): the session's
+// close (after a flush of what it has buffered, so it never lands inside
+// it), and from the reader goroutine a pong to a client's ping, the answer
+// to a client's close and the close for a client's protocol error. wmu
+// holds those and every flush apart, so a control frame's deadline never
+// cuts short a flush in progress. Every Write holds whole frames, so frames
+// never interleave.
 
 // wsFrame is an event's message as one unmasked server text frame (RFC 6455
 // §5.2: FIN and the text opcode, the payload length, the payload), built
@@ -284,11 +307,10 @@ func (ws *wsConn) flush() error {
 	if ws.closeSent {
 		return writeError{websocket.ErrCloseSent}
 	}
-	conn := ws.conn.NetConn()
-	if err := conn.SetWriteDeadline(time.Now().Add(ws.cfg.WriteTimeout)); err != nil {
+	if err := ws.conn.SetWriteDeadline(time.Now().Add(ws.cfg.WriteTimeout)); err != nil {
 		return writeError{err}
 	}
-	_, err := conn.Write(*buf)
+	_, err := ws.conn.Write(*buf)
 	return wsWrite(err)
 }
 
@@ -301,19 +323,30 @@ func (ws *wsConn) control(kind int, data []byte, timeout time.Duration) error {
 	return wsWrite(ws.writeControl(kind, data, timeout))
 }
 
-// writeControl writes a control frame under wmu; after a close frame
-// nothing more is written.
+// writeControl writes a control frame (payload at most 125 bytes) under
+// wmu; after a close frame nothing more is written.
 func (ws *wsConn) writeControl(kind int, data []byte, timeout time.Duration) error {
 	ws.wmu.Lock()
 	defer ws.wmu.Unlock()
 	if ws.closeSent {
 		return websocket.ErrCloseSent
 	}
-	err := ws.conn.WriteControl(kind, data, time.Now().Add(timeout))
+	var frame [2 + 125]byte // a control frame's payload is at most 125 bytes (RFC 6455 §5.5)
+	b := append(append(frame[:0], 0x80|byte(kind), byte(len(data))), data...)
 	if kind == websocket.CloseMessage {
 		ws.closeSent = true
 	}
+	if err := ws.conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	_, err := ws.conn.Write(b)
 	return err
+}
+
+// isTimeout reports whether err is a deadline's.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // wsWrite marks a failed write as the client's (see writeError).
@@ -324,179 +357,3 @@ func wsWrite(err error) error {
 	return nil
 }
 
-// startReading sets up the reader: the read limit, a read deadline that
-// pongs extend, so a dead peer is noticed after two missed pings, and the
-// answers to a client's ping and close.
-func (ws *wsConn) startReading() {
-	ws.conn.SetReadLimit(MaxClientMessage)
-	_ = ws.extendRead()
-	ws.conn.SetPongHandler(func(string) error { return ws.extendRead() })
-	// A client's ping and close are answered from here, as gorilla does,
-	// but under wmu: never while the writer's flush is on the wire.
-	ws.conn.SetPingHandler(func(data string) error {
-		err := ws.writeControl(websocket.PongMessage, []byte(data), time.Second)
-		var ne net.Error
-		if err == nil || errors.Is(err, websocket.ErrCloseSent) || errors.As(err, &ne) && ne.Timeout() {
-			return nil
-		}
-		return err
-	})
-	ws.conn.SetCloseHandler(func(code int, _ string) error {
-		_ = ws.writeControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Second)
-		return nil
-	})
-}
-
-// extendRead gives the client two heartbeats and a write timeout more to
-// send its next frame.
-func (ws *wsConn) extendRead() error {
-	return ws.conn.SetReadDeadline(time.Now().Add(2*ws.cfg.Heartbeat + ws.cfg.WriteTimeout))
-}
-
-// read runs readLoop until the connection ends, then calls end. Waiting
-// in ws.frames, a reader's stack is the 2 KiB a goroutine starts with; a
-// message read through gorilla and handled grows it for good (the
-// collector does not shrink a stack below 4 KiB with anything on it), so
-// after each message a fresh goroutine takes over the waiting: one reader
-// at a time, each starting the next as its last act.
-func (ws *wsConn) read(end func()) {
-	if ws.readLoop() {
-		go ws.read(end)
-		return
-	}
-	end()
-}
-
-// readLoop reads client messages until the connection ends (false), or,
-// with ws.frames, until it has handled one (true). Between messages it
-// waits in ws.frames, which consumes the client's empty pongs itself.
-func (ws *wsConn) readLoop() (more bool) {
-	for {
-		if err := ws.frames.await(ws.extendRead); err != nil {
-			return false
-		}
-		_, msg, err := ws.conn.ReadMessage()
-		if err != nil {
-			return false
-		}
-		ws.message(msg)
-		if ws.frames != nil {
-			return true
-		}
-	}
-}
-
-// message handles a client message and hands its reply to the writer.
-func (ws *wsConn) message(msg []byte) {
-	select {
-	case <-ws.quit: // closing: drop what still comes until the client's close
-		return
-	default:
-	}
-	_ = ws.extendRead()
-	r := ws.handle(msg)
-	if r.msg == nil && r.err == nil {
-		return
-	}
-	select {
-	case ws.replies <- r:
-	case <-ws.quit:
-		return
-	}
-	if r.err != nil { // the writer closes: handle nothing more
-		<-ws.quit
-	}
-}
-
-// clientMessage is what WebSocket clients send: {"type": …, …}.
-type clientMessage struct {
-	action
-	Timestamp json.RawMessage `json:"timestamp,omitempty"`
-	ID        json.RawMessage `json:"id"` // a string, or a number (a notification's numeric data.id)
-}
-
-// id returns the message's "id" as text: a string's value, a number's digits.
-func (m clientMessage) id() string {
-	var s string
-	if err := json.Unmarshal(m.ID, &s); err == nil {
-		return s
-	}
-	if _, err := strconv.ParseInt(string(m.ID), 10, 64); err == nil {
-		return string(m.ID)
-	}
-	return ""
-}
-
-// handle answers one client message: an empty reply when there is nothing
-// to say. Every message counts against the connection's rate, and actions
-// against the user's too: one over it is dropped with a rate_limited error,
-// and a connection that goes on flooding is closed with 4029.
-func (ws *wsConn) handle(raw []byte) reply {
-	var m clientMessage
-	perr := json.Unmarshal(raw, &m)
-	if ws.quota == nil { // most streams never send a message: they need no rate limiters
-		ws.quota = ws.srv.limits.conn(ws.id.UserID)
-	}
-	if err := ws.quota.allow(m.Type); err != nil {
-		if errors.Is(err, errFlood) {
-			ws.log.Warn("websocket client flooding past its rate limit; closing it", "limit", ws.cfg.Limits.ActionRate)
-			return reply{err: err}
-		}
-		f := classify(err)
-		return reply{msg: events.Control("error", "error", f.code, "message", message(err, f), "request", m.Type)}
-	}
-	if perr != nil || m.Type == "" {
-		return reply{msg: events.Control("error", "error", "bad_request",
-			"message", `send a JSON object with a "type", e.g. {"type":"ping","timestamp":123}`)}
-	}
-	if err := events.ValidateUnicode(raw); err != nil { // a ping's timestamp is echoed as sent
-		err = fmt.Errorf("message %w", err)
-		return reply{msg: events.Control("error", "error", "bad_request", "message", message(err, classify(err)))}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), ws.cfg.WriteTimeout)
-	defer cancel()
-	var err error
-	switch m.Type {
-	case "ping":
-		out, _ := json.Marshal(struct {
-			Type      string          `json:"type"`
-			Timestamp json.RawMessage `json:"timestamp,omitempty"`
-		}{"pong", m.Timestamp})
-		return reply{msg: out}
-	case "typing", "viewing":
-		var project string
-		if project, err = ws.project(m.action); err == nil {
-			err = ws.srv.act(ctx, ws.id, project, m.action)
-		}
-	case "mark_read":
-		if id := m.id(); id == "" {
-			err = fmt.Errorf(`mark_read needs the notification's "id", a string or a whole number: %w`, events.ErrInvalid)
-		} else {
-			ws.srv.webhook.markRead(ws.id.UserID, []string{id}, false)
-			_, _, err = ws.srv.hub.MarkRead(ctx, ws.id.UserID, []string{id}, false)
-		}
-	default:
-		err = fmt.Errorf("relay does not know message type %q: %w", m.Type, events.ErrInvalid)
-		return reply{msg: events.Control("error", "error", "unknown_type", "message", message(err, classify(err)))}
-	}
-	if err != nil {
-		f := classify(err)
-		return reply{msg: events.Control("error", "error", f.code, "message", message(err, f), "request", m.Type)}
-	}
-	return reply{}
-}
-
-// project is the project a presence action is for: its project_id, or the
-// connection's one presence channel.
-func (ws *wsConn) project(a action) (string, error) {
-	p, err := a.project()
-	switch {
-	case err != nil:
-		return "", err
-	case p != "":
-		return p, nil
-	case len(ws.projects) == 1:
-		return ws.projects[0], nil
-	}
-	return "", fmt.Errorf(`say which project: add "project_id" (this connection reads %d presence channels): %w`, len(ws.projects), events.ErrInvalid)
-}

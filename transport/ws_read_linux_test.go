@@ -89,23 +89,19 @@ func readerStacks(t *testing.T, n int, shallow bool) int64 {
 	var readers sync.WaitGroup
 	e := echo.New()
 	e.GET("/", func(c echo.Context) error {
-		conn, frames, err := s.upgrade(c)
+		ws, err := testReader(s, c)
 		if err != nil {
 			return nil
 		}
-		if frames == nil && shallow {
-			t.Error("upgrade set up no frameWaiter on a TCP connection")
+		if ws.frames == nil && shallow {
+			t.Error("no frameWaiter on a TCP connection")
 		}
 		if !shallow {
-			frames = nil
+			ws.frames = nil
 		}
-		// No session: the reply to the client's ping stays in replies.
-		ws := &wsConn{srv: s, conn: conn, frames: frames, cfg: &s.cfg, log: s.logger, id: &auth.Identity{UserID: "1"},
-			replies: make(chan reply, 1), quit: make(chan struct{})}
 		readers.Add(1)
-		ws.startReading()
 		go ws.read(func() {
-			conn.Close()
+			ws.conn.Close()
 			readers.Done()
 		})
 		return nil
@@ -135,12 +131,27 @@ func readerStacks(t *testing.T, n int, shallow bool) int64 {
 			t.Fatal(err)
 		}
 	}
-	where := "ReadMessage"
+	where := "(*wsConn).readFrame"
 	if shallow {
 		where = "(*frameWaiter).await"
 	}
 	waitParked(t, n, where)
 	return (stackInuse() - before) / int64(n)
+}
+
+// testReader upgrades c to a WebSocket whose reader is set up as
+// serveWebSocket sets it up, with no session: the reply to a client
+// message stays in replies, which holds one.
+func testReader(s *Server, c echo.Context) (*wsConn, error) {
+	conn, err := s.upgrader().Upgrade(c.Response(), c.Request(), nil)
+	if err != nil {
+		return nil, err
+	}
+	ws := &wsConn{srv: s, conn: conn.NetConn(), cfg: &s.cfg, log: s.logger, id: &auth.Identity{UserID: "1"},
+		replies: make(chan reply, 1)}
+	ws.frames = newFrameWaiter(ws.conn)
+	_ = ws.extendRead()
+	return ws, nil
 }
 
 // waitParked polls the goroutine dump until n readLoop goroutines are
@@ -209,19 +220,16 @@ func TestWSReaderTLS(t *testing.T) {
 	done := make(chan struct{})
 	e := echo.New()
 	e.GET("/", func(c echo.Context) error {
-		conn, frames, err := s.upgrade(c)
+		ws, err := testReader(s, c)
 		if err != nil {
 			t.Errorf("upgrade: %v", err)
 			return nil
 		}
-		ws := &wsConn{srv: s, conn: conn, frames: frames, cfg: &s.cfg, log: s.logger, id: &auth.Identity{UserID: "1"},
-			replies: make(chan reply, 1), quit: make(chan struct{})}
-		ws.startReading()
 		go ws.read(func() {
-			conn.Close()
+			ws.conn.Close()
 			close(done)
 		})
-		got <- served{frames, ws.replies}
+		got <- served{ws.frames, ws.replies}
 		return nil
 	})
 	srv := httptest.NewTLSServer(e)
@@ -237,7 +245,7 @@ func TestWSReaderTLS(t *testing.T) {
 	}()
 	sv := <-got
 	if sv.frames != nil {
-		t.Error("upgrade set up a frameWaiter on a TLS connection")
+		t.Error("a frameWaiter on a TLS connection")
 	}
 	if err := c.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)

@@ -2,20 +2,13 @@
 
 package transport
 
-import (
-	"github.com/gorilla/websocket"
-	"github.com/labstack/echo/v4"
-)
+import "net"
 
-// upgrade upgrades the connection; off Linux the reader waits in gorilla
-// (see ws_read_linux.go).
-func (s *Server) upgrade(c echo.Context) (*websocket.Conn, *frameWaiter, error) {
-	conn, err := s.upgrader().Upgrade(c.Response(), c.Request(), nil)
-	return conn, nil, err
-}
-
-// frameWaiter waits for frames on Linux only.
+// frameWaiter waits for frames on Linux only (see ws_read_linux.go).
 type frameWaiter struct{}
 
-// await returns at once: gorilla waits.
+// newFrameWaiter returns nil: off Linux the reader waits in its read.
+func newFrameWaiter(net.Conn) *frameWaiter { return nil }
+
+// await returns at once: the read waits.
 func (*frameWaiter) await(func() error) error { return nil }

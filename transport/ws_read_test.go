@@ -13,15 +13,26 @@ import (
 
 // clientFrame is a final client frame of opcode op: masked, as a client's
 // must be (RFC 6455 §5.3).
-func clientFrame(op byte, payload string) []byte {
-	b := []byte{0x80 | op}
+func clientFrame(op byte, payload string) []byte { return rawFrame(0x80|op, true, payload) }
+
+// rawFrame is a client frame of first byte b0 (FIN, reserved bits and
+// opcode), masked or not.
+func rawFrame(b0 byte, masked bool, payload string) []byte {
+	mask := byte(0x80)
+	if !masked {
+		mask = 0
+	}
+	b := []byte{b0}
 	switch n := len(payload); {
 	case n < 126:
-		b = append(b, 0x80|byte(n))
+		b = append(b, mask|byte(n))
 	case n <= 0xffff:
-		b = binary.BigEndian.AppendUint16(append(b, 0x80|126), uint16(n))
+		b = binary.BigEndian.AppendUint16(append(b, mask|126), uint16(n))
 	default:
-		b = binary.BigEndian.AppendUint64(append(b, 0x80|127), uint64(n))
+		b = binary.BigEndian.AppendUint64(append(b, mask|127), uint64(n))
+	}
+	if !masked {
+		return append(b, payload...)
 	}
 	key := [4]byte{0x1f, 0x2e, 0x3d, 0x4c}
 	b = append(b, key[:]...)
@@ -161,4 +172,83 @@ func TestWSPongsKeepAlive(t *testing.T) {
 	}
 	conn.Close()
 	<-readErr
+}
+
+// TestWSProtocolErrors: relay reads client frames itself (ws_read.go), so
+// it enforces RFC 6455's rules for them: each violation closes with its
+// code, and the stream ends.
+func TestWSProtocolErrors(t *testing.T) {
+	r := startRelay(t)
+	const fin, text, cont = 0x80, websocket.TextMessage, 0
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		code  int
+	}{
+		{"unmasked", rawFrame(fin|text, false, `{"type":"ping"}`), websocket.CloseProtocolError},
+		{"reserved bit", rawFrame(fin|0x40|text, true, `{"type":"ping"}`), websocket.CloseProtocolError},
+		{"fragmented ping", rawFrame(websocket.PingMessage, true, "x"), websocket.CloseProtocolError},
+		{"ping over 125 bytes", clientFrame(websocket.PingMessage, strings.Repeat("x", 126)), websocket.CloseProtocolError},
+		{"reserved data opcode", rawFrame(fin|3, true, "x"), websocket.CloseProtocolError},
+		{"reserved control opcode", rawFrame(fin|0xB, true, "x"), websocket.CloseProtocolError},
+		{"continuation of nothing", rawFrame(fin|cont, true, "x"), websocket.CloseProtocolError},
+		{"new message inside a fragmented one", cat(rawFrame(text, true, `{"type":`), rawFrame(fin|text, true, `{}`)), websocket.CloseProtocolError},
+		{"close with a 1-byte payload", clientFrame(websocket.CloseMessage, "x"), websocket.CloseProtocolError},
+		{"close with 1005", clientFrame(websocket.CloseMessage, "\x03\xed"), websocket.CloseProtocolError},
+		{"close with 999", clientFrame(websocket.CloseMessage, "\x03\xe7"), websocket.CloseProtocolError},
+		{"close with a reason not UTF-8", clientFrame(websocket.CloseMessage, "\x03\xe8\xff"), websocket.CloseInvalidFramePayloadData},
+		{"message over the limit in fragments", cat(rawFrame(text, true, strings.Repeat(" ", transport.MaxClientMessage)),
+			rawFrame(fin|cont, true, " ")), websocket.CloseMessageTooBig},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := wsLive(t, r, "/events/projects/1/tickets")
+			if _, err := conn.NetConn().Write(tc.frame); err != nil {
+				t.Fatal(err)
+			}
+			if code, reason := wsCloseCode(t, conn); code != tc.code {
+				t.Errorf("close: got %d %q, want %d", code, reason, tc.code)
+			}
+		})
+	}
+	waitFor(t, "every stream to end", func() bool { return r.hub.Subscribers() == 0 })
+}
+
+// TestWSFragmentedMessage: a message in fragments, with control frames
+// between them (RFC 6455 §5.4 allows them there), is read whole, and its
+// reply and the pong for the client's ping both come back.
+func TestWSFragmentedMessage(t *testing.T) {
+	r := startRelay(t)
+	conn := wsLive(t, r, "/events/projects/1/tickets")
+	pongs := make(chan string, 1)
+	conn.SetPongHandler(func(data string) error { pongs <- data; return nil })
+	frames := cat(
+		rawFrame(websocket.TextMessage, true, `{"type":"pi`),
+		clientFrame(websocket.PingMessage, "between"),
+		clientFrame(websocket.PongMessage, ""),
+		rawFrame(0, true, `ng","timest`),
+		rawFrame(0x80, true, `amp":42}`),
+	)
+	for _, w := range [][]byte{frames, nil} {
+		if w == nil { // and once more, a byte at a time
+			w = frames
+			for _, b := range bytewise(w) {
+				if _, err := conn.NetConn().Write(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+		} else if _, err := conn.NetConn().Write(w); err != nil {
+			t.Fatal(err)
+		}
+		if m := wsNext(t, conn); m["type"] != "pong" || m["timestamp"] != float64(42) {
+			t.Fatalf("reply: got %v, want a pong with timestamp 42", m)
+		}
+		select {
+		case got := <-pongs:
+			if got != "between" {
+				t.Errorf("pong: got %q, want %q", got, "between")
+			}
+		default:
+			t.Error("no pong for the ping between the fragments")
+		}
+	}
 }

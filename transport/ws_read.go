@@ -1,0 +1,230 @@
+package transport
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+)
+
+// A WebSocket's client frames are read here, by relay, not by gorilla:
+// gorilla's Upgrade does the handshake, and its Conn (about 450 bytes, with
+// the read buffer it reads through, handlers and limits) is dropped as soon
+// as it returns. An idle stream then holds no read buffer at all: a frame is
+// read with exact reads (its header, then its payload), so nothing is ever
+// buffered above the socket between frames, and the reader can wait for the
+// next one on the socket itself (see frameWaiter). Client frames are rare
+// and small (MaxClientMessage), so the few system calls a frame costs do
+// not matter.
+//
+// What is read follows RFC 6455 for a server that negotiated no extension
+// and no subprotocol: every client frame masked (§5.3), reserved bits clear
+// (§5.2), control frames whole and at most 125 bytes (§5.5), fragments of
+// one message at a time (§5.4), a close answered with a close of its code
+// (§5.5.1, §7.4). A violation is closed with 1002 and a reason; a message
+// over MaxClientMessage with 1009; a close with a reason that is not UTF-8
+// with 1007.
+
+// readLoop reads client frames until the connection ends (false), or,
+// with ws.frames, until it has handled a message or a control frame other
+// than an empty pong (true: a fresh goroutine waits for the next, see
+// read). Between frames it waits in ws.frames, which consumes the client's
+// empty pongs itself.
+func (ws *wsConn) readLoop() (more bool) {
+	for {
+		if err := ws.frames.await(ws.extendRead); err != nil {
+			return false
+		}
+		more, err := ws.readFrame()
+		if err != nil {
+			var ce *closeError
+			if errors.As(err, &ce) {
+				_ = ws.writeControl(websocket.CloseMessage, closeMessage(ce.code, ce.reason), time.Second)
+			}
+			return false
+		}
+		if ws.frames != nil && more {
+			return true
+		}
+	}
+}
+
+// closeError is a client's violation of the protocol: the reader closes
+// with code and reason, then ends.
+type closeError struct {
+	code   int
+	reason string
+}
+
+func (e *closeError) Error() string { return "websocket: " + e.reason }
+
+func protocolError(reason string) error {
+	return &closeError{code: websocket.CloseProtocolError, reason: reason}
+}
+
+// errClientClosed ends the reader after a client's close frame, which it
+// has answered.
+var errClientClosed = errors.New("websocket: the client closed the connection")
+
+// readFrame reads one client frame and handles it: it returns an error
+// when the connection is to end, and whether it handled anything beyond an
+// empty pong or a fragment (a message, a ping, a close).
+func (ws *wsConn) readFrame() (bool, error) {
+	var h [14]byte
+	if _, err := io.ReadFull(ws.conn, h[:2]); err != nil {
+		return false, err
+	}
+	fin, op, masked := h[0]&0x80 != 0, int(h[0]&0x0f), h[1]&0x80 != 0
+	switch {
+	case h[0]&0x70 != 0:
+		return false, protocolError("reserved bits set: relay negotiates no extension")
+	case !masked:
+		return false, protocolError("client frames must be masked")
+	case op >= websocket.CloseMessage && (!fin || h[1]&0x7f > 125):
+		return false, protocolError("a control frame must be whole and at most 125 bytes")
+	}
+	ext := 0 // bytes of extended payload length
+	switch h[1] & 0x7f {
+	case 126:
+		ext = 2
+	case 127:
+		ext = 8
+	}
+	if _, err := io.ReadFull(ws.conn, h[2:2+ext+4]); err != nil {
+		return false, err
+	}
+	var n uint64
+	switch ext {
+	case 0:
+		n = uint64(h[1] & 0x7f)
+	case 2:
+		n = uint64(binary.BigEndian.Uint16(h[2:]))
+	case 8:
+		n = binary.BigEndian.Uint64(h[2:])
+	}
+	if op < websocket.CloseMessage && n > uint64(MaxClientMessage-len(ws.partial)) {
+		return false, &closeError{code: websocket.CloseMessageTooBig,
+			reason: "message over " + strconv.Itoa(MaxClientMessage) + " bytes"}
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(ws.conn, payload); err != nil {
+		return false, err
+	}
+	key := h[2+ext : 2+ext+4]
+	for i := range payload {
+		payload[i] ^= key[i&3]
+	}
+	return ws.frame(op, fin, payload)
+}
+
+// frame handles a client frame read whole.
+func (ws *wsConn) frame(op int, fin bool, payload []byte) (bool, error) {
+	switch op {
+	case websocket.PongMessage:
+		return false, ws.extendRead()
+	case websocket.PingMessage:
+		err := ws.writeControl(websocket.PongMessage, payload, time.Second)
+		if err != nil && !errors.Is(err, websocket.ErrCloseSent) && !isTimeout(err) {
+			return false, err
+		}
+		return true, nil
+	case websocket.CloseMessage:
+		return false, ws.clientClose(payload)
+	case websocket.TextMessage, websocket.BinaryMessage:
+		if ws.partial != nil {
+			return false, protocolError("a new message began before the last one's final fragment")
+		}
+		if fin {
+			ws.message(payload)
+			return true, nil
+		}
+		ws.partial = payload
+		return false, nil
+	case 0: // a continuation
+		if ws.partial == nil {
+			return false, protocolError("a continuation frame with no message to continue")
+		}
+		ws.partial = append(ws.partial, payload...)
+		if !fin {
+			return false, nil
+		}
+		msg := ws.partial
+		ws.partial = nil
+		ws.message(msg)
+		return true, nil
+	}
+	return false, protocolError("unknown opcode " + strconv.Itoa(op))
+}
+
+// clientClose answers a client's close frame with a close of its code
+// (none when it gave none), unless its payload breaks the rules.
+func (ws *wsConn) clientClose(payload []byte) error {
+	code := websocket.CloseNoStatusReceived
+	switch {
+	case len(payload) == 1:
+		return protocolError("a close frame's payload must hold a 2-byte code")
+	case len(payload) >= 2:
+		code = int(binary.BigEndian.Uint16(payload))
+		if !validCloseCode(code) {
+			return protocolError("invalid close code " + strconv.Itoa(code))
+		}
+		if !utf8.Valid(payload[2:]) {
+			return &closeError{code: websocket.CloseInvalidFramePayloadData, reason: "a close reason must be UTF-8"}
+		}
+	}
+	_ = ws.writeControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Second)
+	return errClientClosed
+}
+
+// validCloseCode reports whether a peer may send code in a close frame (RFC
+// 6455 §7.4, and the IANA registry): the defined codes a peer may send, and
+// 3000-4999 for libraries and applications.
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 3000 && code <= 4999:
+		return true
+	case code == websocket.CloseNoStatusReceived, code == websocket.CloseAbnormalClosure, code == websocket.CloseTLSHandshake:
+		return false
+	}
+	return code >= websocket.CloseNormalClosure && code <= websocket.CloseTryAgainLater && code != 1004
+}
+
+// extendRead gives the client two heartbeats and a write timeout more to
+// send its next frame.
+func (ws *wsConn) extendRead() error {
+	return ws.conn.SetReadDeadline(time.Now().Add(2*ws.cfg.Heartbeat + ws.cfg.WriteTimeout))
+}
+
+// read runs readLoop until the connection ends, then calls end. Waiting
+// in ws.frames, a reader's stack is the 2 KiB a goroutine starts with; a
+// message read and handled grows it for good (the collector does not
+// shrink a stack below 4 KiB with anything on it), so after each message a
+// fresh goroutine takes over the waiting: one reader at a time, each
+// starting the next as its last act.
+func (ws *wsConn) read(end func()) {
+	if ws.readLoop() {
+		go ws.read(end)
+		return
+	}
+	end()
+}
+
+// message handles a client message and hands its reply to the writer.
+// Once the writer is ending the stream (closing), or a message asked to
+// end it (ended), what still comes until the client's close is dropped.
+func (ws *wsConn) message(msg []byte) {
+	if ws.ended || ws.closing.Load() {
+		return
+	}
+	_ = ws.extendRead()
+	r := ws.handle(msg)
+	if r.msg == nil && r.err == nil {
+		return
+	}
+	ws.ended = r.err != nil
+	ws.replies <- r // the writer takes it, or drains it once ending (see drainReplies)
+}
