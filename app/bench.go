@@ -118,7 +118,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	if need := uint64(o.connections + o.subscribers + 64); o.connections > 0 && need > limit {
+	if need := uint64(o.connections + o.subscribers + 64); o.connections > 0 && need > limit { // limit 0: not Unix
 		return fmt.Errorf("bench: --connections %d needs about %d open files in the bench and in the server; this machine allows %d (ulimit -Hn)",
 			o.connections, need, limit)
 	}

@@ -164,19 +164,3 @@ func statTicks(stat string) int64 {
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every
 // Linux architecture Go supports (sysconf(_SC_CLK_TCK) would need cgo).
 const clockTicks = 100
-
-// raiseFileLimit raises this process's soft limit on open files to its hard
-// limit (children inherit it) and returns the limit now in force.
-func raiseFileLimit() (uint64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, fmt.Errorf("bench: read the open file limit: %w", err)
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			return 0, fmt.Errorf("bench: raise the open file limit to %d: %w", lim.Max, err)
-		}
-	}
-	return lim.Cur, nil
-}
