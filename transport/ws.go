@@ -63,9 +63,10 @@ type wsConn struct {
 	cancel   context.CancelFunc // the reader's end: ends the session's context
 
 	// The reader's own.
-	partial []byte      // a fragmented message's fragments so far
-	ended   bool        // a message asked to end the stream: handle nothing more
-	closing atomic.Bool // the writer is ending the stream: the reader drops messages
+	partial  []byte       // a fragmented message's fragments so far
+	lastRead atomic.Int64 // when a whole frame last came (UnixNano; see noteRead)
+	ended    bool         // a message asked to end the stream: handle nothing more
+	closing  atomic.Bool  // the writer is ending the stream: the reader drops messages
 
 	buf       *[]byte    // frames not yet written; nil between bursts
 	wmu       sync.Mutex // holds flushes and control frames apart (see wsFrame)
@@ -106,13 +107,14 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	ws := &wsConn{srv: s, conn: conn.NetConn(), sub: o.sub, id: o.id, cfg: &s.cfg, projects: presenceProjects(o.channels),
 		log: log, replies: make(chan reply), open: o, cancel: cancel}
 	ws.frames = newFrameWaiter(ws.conn)
+	_ = ws.conn.SetReadDeadline(time.Time{}) // none is left from the request: silence is timed by heartbeat
 	ws.ss = s.newSession(o, ws, log, ws.replies)
-	_ = ws.extendRead()
 	go ws.read(cancel)
 	if err := ws.ss.history(ctx); err != nil {
 		ws.finish(ctx, err)
 		return nil
 	}
+	_ = ws.noteRead() // the client's silence counts from here, when pings begin
 	go ws.live(ctx)
 	return nil
 }
@@ -241,15 +243,22 @@ func (ws *wsConn) welcome(msg []byte) error { return ws.text(msg) }
 
 func (ws *wsConn) reply(msg []byte) error { return ws.text(msg) }
 
-// heartbeat sends a ping frame, after what is buffered; the reader's pong
-// handler extends its deadline. The ping goes out with the buffer through
-// flush rather than through gorilla's WriteControl, whose frames (and its
-// timer) would grow the idle session's stack past 2 KiB (see session.live).
+// heartbeat sends a ping frame, after what is buffered, unless the client
+// has sent no frame (the pongs included) for two heartbeats and a write
+// timeout: a dead peer, whose connection is then closed. The ping goes out
+// with the buffer through flush, with no frame of its own on the stack (see
+// session.live).
 func (ws *wsConn) heartbeat() error {
+	if silent := time.Duration(time.Now().UnixNano() - ws.lastRead.Load()); silent > 2*ws.cfg.Heartbeat+ws.cfg.WriteTimeout {
+		return writeError{errPeerSilent}
+	}
 	ws.take()
 	*ws.buf = append(*ws.buf, pingFrame...)
 	return ws.flush()
 }
+
+// errPeerSilent ends a WebSocket whose client answers no ping.
+var errPeerSilent = errors.New("websocket: the client answered no ping for two heartbeats and a write timeout")
 
 // pingFrame is an empty server ping (RFC 6455 §5.5.2: FIN, opcode 9).
 var pingFrame = []byte{0x80 | websocket.PingMessage, 0}
@@ -356,4 +365,3 @@ func wsWrite(err error) error {
 	}
 	return nil
 }
-

@@ -36,7 +36,7 @@ import (
 // empty pongs itself.
 func (ws *wsConn) readLoop() (more bool) {
 	for {
-		if err := ws.frames.await(ws.extendRead); err != nil {
+		if err := ws.frames.await(ws.noteRead); err != nil {
 			return false
 		}
 		more, err := ws.readFrame()
@@ -118,6 +118,7 @@ func (ws *wsConn) readFrame() (bool, error) {
 	for i := range payload {
 		payload[i] ^= key[i&3]
 	}
+	_ = ws.noteRead()
 	return ws.frame(op, fin, payload)
 }
 
@@ -125,7 +126,7 @@ func (ws *wsConn) readFrame() (bool, error) {
 func (ws *wsConn) frame(op int, fin bool, payload []byte) (bool, error) {
 	switch op {
 	case websocket.PongMessage:
-		return false, ws.extendRead()
+		return false, nil
 	case websocket.PingMessage:
 		err := ws.writeControl(websocket.PongMessage, payload, time.Second)
 		if err != nil && !errors.Is(err, websocket.ErrCloseSent) && !isTimeout(err) {
@@ -193,10 +194,13 @@ func validCloseCode(code int) bool {
 	return code >= websocket.CloseNormalClosure && code <= websocket.CloseTryAgainLater && code != 1004
 }
 
-// extendRead gives the client two heartbeats and a write timeout more to
-// send its next frame.
-func (ws *wsConn) extendRead() error {
-	return ws.conn.SetReadDeadline(time.Now().Add(2*ws.cfg.Heartbeat + ws.cfg.WriteTimeout))
+// noteRead records that a whole frame came from the client: it is alive.
+// The reader sets no read deadline (a deadline per pong is a timer moved
+// per stream and heartbeat); the writer checks this at each heartbeat
+// instead (see wsConn.heartbeat), and closing the connection ends a read.
+func (ws *wsConn) noteRead() error {
+	ws.lastRead.Store(time.Now().UnixNano())
+	return nil
 }
 
 // read runs readLoop until the connection ends, then calls end. Waiting
@@ -220,7 +224,6 @@ func (ws *wsConn) message(msg []byte) {
 	if ws.ended || ws.closing.Load() {
 		return
 	}
-	_ = ws.extendRead()
 	r := ws.handle(msg)
 	if r.msg == nil && r.err == nil {
 		return

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"syscall"
-
 )
 
 // An idle WebSocket's reader waits for the client's next frame here, on
@@ -58,7 +57,7 @@ var errPongShort = errors.New("websocket: short read of a peeked pong")
 
 // await returns nil when a frame is there to read (or an end of the
 // stream to report), consuming empty pongs meanwhile and calling onPong for
-// each. An error (the read deadline passed, the connection was closed) ends
+// each. An error (the connection was closed) ends
 // the stream as a failed read does. A nil waiter returns at once.
 func (w *frameWaiter) await(onPong func() error) error {
 	if w == nil {
