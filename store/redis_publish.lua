@@ -1,8 +1,8 @@
--- Appends events to one channel's log and publishes each, in the order
+-- Appends events to one channel's log and publishes them, in the order
 -- given, skipping those whose idempotency key says they are repeats. One
 -- call serves every event of the channel in a pipeline (redis_batch.go):
--- the epoch check (INFO server), the clock, the trim and the expiries run
--- once per call, not once per event.
+-- the epoch check (INFO server), the clock, the trim, the expiries and the
+-- Pub/Sub message run once per call, not once per event.
 -- KEYS[1] meta hash (e = epoch, s = last seq, t = last time, o = a time no
 -- later than the oldest entry's), KEYS[2] stream, then one key per event
 -- that has an idempotency key, in order: its string
@@ -20,7 +20,7 @@ local epoch, _, fresh = relay_epoch_of(meta, stream, ARGV[1], m[1], m[2])
 if fresh then m[3] = nil end -- a new epoch starts at seq 0
 local out, key = {}, 2
 local seq, ts -- set by the first event stored
-local prefix -- of each message: "r1\n<channel>\n<epoch>\n"
+local msg -- the parts of the one message of every event stored
 for i = 7, #ARGV, 3 do
   local typ, fields, seen = ARGV[i], ARGV[i + 1], nil
   if ARGV[i + 2] == '1' then
@@ -39,7 +39,10 @@ for i = 7, #ARGV, 3 do
     if not ts then
       seq = tonumber(m[3] or '0')
       ts = string.format('%d', math.max(relay_now(), tonumber(m[4] or '0')))
-      prefix = 'r1\n' .. ARGV[5] .. '\n' .. epoch .. '\n'
+      -- Message: "r2\n<channel>\n<epoch>\n<first seq>\n<ms>\n", then for
+      -- each event stored (seqs consecutive from the first)
+      -- "<len(type)> <len(fields)>\n<type><fields>" (redis_watch.go).
+      msg = {'r2\n', ARGV[5], '\n', epoch, '\n', string.format('%d', seq + 1), '\n', ts, '\n'}
     end
     seq = seq + 1
     local id = string.format('%d', seq)
@@ -50,13 +53,14 @@ for i = 7, #ARGV, 3 do
     if seen then
       redis.call('SET', seen, epoch .. ' ' .. id .. ' ' .. ts, 'PX', ARGV[6])
     end
-    -- Message: "r1\n<channel>\n<epoch>\n<seq>\n<ms>\n<len(type)>\n<type><fields>".
-    -- On the channel's Pub/Sub channel "<prefix>{<channel>}:p", in its slot.
-    redis.call(ARGV[4], string.sub(meta, 1, -2) .. 'p', prefix .. id .. '\n' .. ts .. '\n' .. #typ .. '\n' .. typ .. fields)
+    local n = #msg
+    msg[n + 1], msg[n + 2], msg[n + 3], msg[n + 4], msg[n + 5], msg[n + 6] = #typ, ' ', #fields, '\n', typ, fields
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = epoch, seq, ts, 0
   end
 end
 if ts then
+  -- On the channel's Pub/Sub channel "<prefix>{<channel>}:p", in its slot.
+  redis.call(ARGV[4], string.sub(meta, 1, -2) .. 'p', table.concat(msg))
   -- Trim by age only when the oldest entry may have aged: o is a lower
   -- bound of its time (entries only leave from the front, and come with
   -- times never below t), so while o is within max age nothing has.
