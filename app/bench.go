@@ -163,8 +163,8 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 
 // figures are what a ratio to the bare broadcaster is printed for.
 type figures struct {
-	perConn, scalePerConn int64
-	rate, accepted        float64
+	perConn, scalePerConn  int64
+	rate, accepted, pubCPU float64
 }
 
 // ratio is " (0.97x bare)", or "" with no ceiling figure.
@@ -208,9 +208,13 @@ func (o *benchOpts) run(ctx context.Context, t *benchTarget, tr string, c figure
 	if err != nil {
 		return f, err
 	}
-	f.accepted = p.accepted
-	fmt.Fprintf(o.out, "  %d publishers, one channel, %d subscribers: %.0f accepted/s%s, %.1f%% delivered (%d of %d subscribers dropped)\n",
-		o.publishers, o.pubSubscribers, p.accepted, ratio(p.accepted, c.accepted), 100*p.delivered, p.dropped, o.pubSubscribers)
+	f.accepted, f.pubCPU = p.accepted, p.cpu
+	cpu := ""
+	if p.cpu > 0 {
+		cpu = fmt.Sprintf("; server CPU %.0f µs per event%s", p.cpu, ratio(p.cpu, c.pubCPU))
+	}
+	fmt.Fprintf(o.out, "  %d publishers, one channel, %d subscribers: %.0f accepted/s%s, %.1f%% delivered (%d of %d subscribers dropped)%s\n",
+		o.publishers, o.pubSubscribers, p.accepted, ratio(p.accepted, c.accepted), 100*p.delivered, p.dropped, o.pubSubscribers, cpu)
 
 	if o.catchup > 0 && !t.bare {
 		med, worst, err := o.catchupTime(ctx, t, tr)

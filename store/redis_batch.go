@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -392,30 +393,58 @@ func (w *redisWriter) pipeline(ctx context.Context, gs []group) []*redis.Cmd {
 }
 
 // appended makes the stored events of a group from its publish script's
-// answer.
+// answer (see redis_publish.lua): the epoch, first seq and time of the
+// events stored, then per event 0 (stored, the next seq) or a repeat's
+// "<epoch> <seq> <ms>".
 func appended(g group, cmd *redis.Cmd) ([]*events.Event, error) {
 	res, err := cmd.Slice()
 	if err != nil {
 		return nil, err
 	}
-	if len(res) != 4*len(g.entries) {
-		return nil, fmt.Errorf("publish script returned %d values for %d events, want 4 each", len(res), len(g.entries))
+	if len(res) != 3+len(g.entries) {
+		return nil, fmt.Errorf("publish script returned %d values for %d events, want 3 and one each", len(res), len(g.entries))
 	}
+	epoch, _ := res[0].(string)
+	first, _ := res[1].(int64)
+	msText, _ := res[2].(string)
+	ms, msErr := strconv.ParseInt(msText, 10, 64)
+	pos, t := events.Position{Epoch: epoch, Seq: uint64(first)}, time.UnixMilli(ms)
 	evs := make([]*events.Event, len(g.entries))
 	for j, e := range g.entries {
-		epoch, _ := res[4*j].(string)
-		seq, _ := res[4*j+1].(int64)
-		msText, _ := res[4*j+2].(string)
-		repeat, _ := res[4*j+3].(int64)
-		ms, err := strconv.ParseInt(msText, 10, 64)
-		if epoch == "" || seq <= 0 || err != nil {
-			return nil, fmt.Errorf("publish script returned %v", res[4*j:4*j+4])
+		d := e.c.drafts[e.i]
+		switch v := res[3+j].(type) {
+		case int64: // stored
+			if epoch == "" || first <= 0 || msErr != nil || v != 0 {
+				return nil, fmt.Errorf("publish script returned %v for a stored event, after %v", v, res[:3])
+			}
+			evs[j] = events.NewEvent(d, pos, t)
+			pos.Seq++
+		case string: // a repeat: the first append's id and time
+			ev, err := repeated(d, v)
+			if err != nil {
+				return nil, err
+			}
+			evs[j] = ev
+		default:
+			return nil, fmt.Errorf("publish script returned %v (%T) for an event", v, v)
 		}
-		ev := events.NewEvent(e.c.drafts[e.i], events.Position{Epoch: epoch, Seq: uint64(seq)}, time.UnixMilli(ms))
-		ev.Repeat = repeat == 1
-		evs[j] = ev
 	}
 	return evs, nil
+}
+
+// repeated is the event a repeat's idempotency key recorded: its first
+// append's "<epoch> <seq> <ms>".
+func repeated(d events.Draft, rec string) (*events.Event, error) {
+	epoch, rest, ok1 := strings.Cut(rec, " ")
+	seqText, msText, ok2 := strings.Cut(rest, " ")
+	seq, err1 := strconv.ParseUint(seqText, 10, 64)
+	ms, err2 := strconv.ParseInt(msText, 10, 64)
+	if !ok1 || !ok2 || err1 != nil || err2 != nil || epoch == "" || seq == 0 {
+		return nil, fmt.Errorf("publish script returned a repeat of %q", rec)
+	}
+	ev := events.NewEvent(d, events.Position{Epoch: epoch, Seq: seq}, time.UnixMilli(ms))
+	ev.Repeat = true
+	return ev, nil
 }
 
 // pipelineContext bounds a pipeline by the latest deadline of its calls,

@@ -3,9 +3,12 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/relaydev/relay/events"
 	"github.com/relaydev/relay/store/redistest"
@@ -121,5 +124,52 @@ func TestRedisWriterCloseEndsQueued(t *testing.T) {
 	}
 	if _, err := r.Append(context.Background(), []events.Draft{{Channel: "q", Type: "after"}}); !errors.Is(err, events.ErrClosed) {
 		t.Errorf("Append after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestAppendedReply: the publish script's reply (redis_publish.lua) read
+// back into events: stored ones numbered on from the first seq, repeats with
+// the id their key recorded, and a malformed reply refused.
+func TestAppendedReply(t *testing.T) {
+	c := &appendCall{drafts: []events.Draft{{Channel: "a", Type: "x"}, {Channel: "a", Type: "y"}, {Channel: "a", Type: "z"}}}
+	g := group{channel: "a", entries: []entry{{c, 0}, {c, 1}, {c, 2}}}
+	for _, tc := range []struct {
+		name  string
+		reply []any
+		want  []string // "<id> <ms> <repeat>"; nil: an error
+	}{
+		{"stored, a repeat between", []any{"ep", int64(7), "1700000000000", int64(0), "old 3 1600000000000", int64(0)},
+			[]string{"ep-7 1700000000000 false", "old-3 1600000000000 true", "ep-8 1700000000000 false"}},
+		{"all repeats", []any{"", int64(0), "0", "e 1 5", "e 2 6", "e 1 5"},
+			[]string{"e-1 5 true", "e-2 6 true", "e-1 5 true"}},
+		{"one value short", []any{"ep", int64(7), "1700000000000", int64(0), int64(0)}, nil},
+		{"stored with no epoch", []any{"", int64(0), "0", int64(0), int64(0), int64(0)}, nil},
+		{"a malformed repeat", []any{"ep", int64(7), "1", int64(0), "old 3", int64(0)}, nil},
+		{"a value of another type", []any{"ep", int64(7), "1", int64(0), []any{}, int64(0)}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := redis.NewCmd(context.Background())
+			cmd.SetVal(tc.reply)
+			evs, err := appended(g, cmd)
+			if tc.want == nil {
+				if err == nil {
+					t.Fatalf("appended(%v) = %d events, want an error", tc.reply, len(evs))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for i, ev := range evs {
+				if ev.Type != c.drafts[i].Type {
+					t.Errorf("event %d has type %q, want %q", i, ev.Type, c.drafts[i].Type)
+				}
+				got = append(got, fmt.Sprintf("%s %d %v", ev.ID(), ev.Time.UnixMilli(), ev.Repeat))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

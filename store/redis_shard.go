@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/relaydev/relay/events"
 )
 
 // pubsubShard is one Pub/Sub connection of a redisWatcher and the goroutine
@@ -237,6 +239,7 @@ func (sh *pubsubShard) read(ps *redis.PubSub) {
 	ctx := sh.base
 	log := sh.w.r.log.With("pubsub", sh.describe())
 	failures := 0
+	var evs []*events.Event // one message's, reused
 	for {
 		msg, err := ps.Receive(ctx)
 		if ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
@@ -293,14 +296,17 @@ func (sh *pubsubShard) read(ps *redis.PubSub) {
 				}
 			}
 		case *redis.Message:
-			sh.w.r.onReceive()
-			ev, err := parseMessage(m.Payload)
+			var err error
+			evs, err = parseMessage(evs[:0], m.Payload)
+			for _, ev := range evs {
+				sh.w.r.onReceive()
+				sh.w.deliver(ev)
+			}
+			clear(evs) // nothing of the message kept past its deliveries
 			if err != nil {
 				log.Error("redis pub/sub message not understood; resyncing subscribers (are relay versions with different formats sharing this prefix?)", "err", err)
 				sh.resyncAll()
-				continue
 			}
-			sh.w.deliver(ev)
 		}
 	}
 }

@@ -311,29 +311,71 @@ func parseEphemeral(p string) (*events.Event, error) {
 	return events.NewEphemeral(d, time.UnixMilli(ms)), nil
 }
 
-// parseMessage parses what redis_publish.lua publishes:
-// "r1\n<channel>\n<epoch>\n<seq>\n<unix ms>\n<len(type)>\n<type><fields>",
-// and Broadcast's "e1\n…" (ephemeralMessage).
-func parseMessage(p string) (*events.Event, error) {
+// parseMessage appends to dst the events of a message on a channel's Pub/Sub
+// channel and returns it. Two formats carry stored events:
+//
+//   - "r2\n<channel>\n<epoch>\n<first seq>\n<unix ms>\n", then for each
+//     event "<len(type)> <len(fields)>\n<type><fields>", their seqs
+//     consecutive from the first: what redis_publish.lua publishes, one
+//     message for all the events one script stored on one channel;
+//   - "r1\n<channel>\n<epoch>\n<seq>\n<unix ms>\n<len(type)>\n<type><fields>",
+//     one event, what relay published before r2 (read still, so that
+//     processes of the release before can share a Redis with this one
+//     during a rolling upgrade);
+//
+// and Broadcast's "e1\n…" (ephemeralMessage) an ephemeral one. The events of
+// one message share its bytes: one copy for all their fields.
+func parseMessage(dst []*events.Event, p string) ([]*events.Event, error) {
 	if rest, ok := strings.CutPrefix(p, "e1\n"); ok {
-		return parseEphemeral(rest)
+		ev, err := parseEphemeral(rest)
+		if err != nil {
+			return dst, err
+		}
+		return append(dst, ev), nil
 	}
-	var f [6]string
+	var f [5]string
 	for i := range f {
 		var ok bool
 		if f[i], p, ok = strings.Cut(p, "\n"); !ok {
-			return nil, fmt.Errorf("message has %d lines, want at least 7", i+1)
+			return dst, fmt.Errorf("message has %d lines, want at least 6", i+1)
 		}
 	}
-	if f[0] != "r1" {
-		return nil, fmt.Errorf("message format %q, want r1 or e1", f[0])
+	if f[0] != "r1" && f[0] != "r2" {
+		return dst, fmt.Errorf("message format %q, want r2, r1 or e1", f[0])
 	}
 	seq, err1 := strconv.ParseUint(f[3], 10, 64)
 	ms, err2 := strconv.ParseInt(f[4], 10, 64)
-	n, err3 := strconv.Atoi(f[5])
-	if err := errors.Join(err1, err2, err3); err != nil || n < 0 || n > len(p) || f[1] == "" || f[2] == "" {
-		return nil, fmt.Errorf("malformed message header %q: %v", f[1:], err)
+	if err := errors.Join(err1, err2); err != nil || seq == 0 || f[1] == "" || f[2] == "" {
+		return dst, fmt.Errorf("malformed message header %q: %v", f[1:], err)
 	}
-	d := events.Draft{Channel: f[1], Type: p[:n], Fields: []byte(p[n:])}
-	return events.NewEvent(d, events.Position{Epoch: f[2], Seq: seq}, time.UnixMilli(ms)), nil
+	channel, pos, t := f[1], events.Position{Epoch: f[2], Seq: seq}, time.UnixMilli(ms)
+	if f[0] == "r1" {
+		head, body, ok := strings.Cut(p, "\n")
+		n, err := strconv.Atoi(head)
+		if !ok || err != nil || n < 0 || n > len(body) {
+			return dst, fmt.Errorf("malformed r1 message: type length %q: %v", head, err)
+		}
+		d := events.Draft{Channel: channel, Type: body[:n], Fields: []byte(body[n:])}
+		return append(dst, events.NewEvent(d, pos, t)), nil
+	}
+	fields := []byte(p) // the events' fields, sliced from one copy
+	at, start := 0, len(dst)
+	for at < len(p) {
+		head, _, ok := strings.Cut(p[at:], "\n")
+		nt, nf, ok2 := strings.Cut(head, " ")
+		lt, err1 := strconv.Atoi(nt)
+		lf, err2 := strconv.Atoi(nf)
+		body := at + len(head) + 1
+		if !ok || !ok2 || err1 != nil || err2 != nil || lt < 0 || lf < 0 || lt > len(p)-body || lf > len(p)-body-lt {
+			return dst[:start], fmt.Errorf("malformed r2 message: event %d's lengths %q", len(dst)-start+1, head)
+		}
+		at = body + lt + lf
+		d := events.Draft{Channel: channel, Type: p[body : body+lt], Fields: fields[body+lt : at : at]}
+		dst = append(dst, events.NewEvent(d, pos, t))
+		pos.Seq++
+	}
+	if len(dst) == start {
+		return dst, errors.New("malformed r2 message: no event")
+	}
+	return dst, nil
 }
