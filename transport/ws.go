@@ -106,7 +106,10 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	})
 	finish := func(err error) {
 		close(ws.quit)
-		if _, sent := ss.finish(ctx, err); sent {
+		switch sent, stuck := ss.finish(ctx, err); {
+		case stuck:
+			resetOnClose(conn.NetConn())
+		case sent:
 			lingerClose(readDone)
 		}
 		conn.Close() // ends readLoop
