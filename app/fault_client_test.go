@@ -61,6 +61,10 @@ type subLedger struct {
 	resetAt     []events.Position // the head each reset moved the cursor to
 	ends        map[string]int    // how connections ended
 	connects    int
+
+	// When the last event arrived: a subscriber still owed events is
+	// waited for while it receives them (see settleLedger).
+	last time.Time
 }
 
 func newSubscriber(name string, ws bool, path, token string, urls func() []string, hc *http.Client, d *websocket.Dialer) *subscriber {
@@ -303,6 +307,7 @@ func (s *subscriber) envelope(data string) {
 	}
 	l := &s.led
 	l.deliveries++
+	l.last = time.Now()
 	if prev, seen := l.byID[id]; seen {
 		if prev == n {
 			l.dupSameID++
@@ -318,6 +323,13 @@ func (s *subscriber) envelope(data string) {
 		l.reordered++
 	}
 	l.lastEpoch, l.lastSeq = p.Epoch, p.Seq
+}
+
+// lastEvent is when s last received an event (zero: never).
+func (s *subscriber) lastEvent() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.led.last
 }
 
 // coveredUntil is the time before which acknowledged events are not owed

@@ -135,8 +135,7 @@ func disconnectReason(ctx context.Context, err error) string {
 	case err == nil, ctx.Err() != nil:
 		return reasonClientClosed
 	case errors.As(err, &we):
-		var ne net.Error
-		if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		if timedOut(err) {
 			return reasonWriteTimeout
 		}
 		return reasonClientClosed
@@ -145,6 +144,13 @@ func disconnectReason(ctx context.Context, err error) string {
 		return r
 	}
 	return reasonError
+}
+
+// timedOut reports whether a write failed for its deadline: the client is
+// stuck rather than gone.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // ending is how a live stream ends, on both transports: the SSE event

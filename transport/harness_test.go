@@ -80,6 +80,7 @@ type option func(*settings)
 type settings struct {
 	cfg   transport.Config
 	ret   events.Retention
+	queue events.QueueLimits          // each subscription's live queue; zero fields: the defaults
 	store string                      // memoryStore (the default) or redisStore
 	wrap  func(events.Log) events.Log // wraps the store's log, if set
 	auth  transport.Authenticator     // nil: a Verifier of the test secret
@@ -96,6 +97,11 @@ func withConfig(f func(*transport.Config)) option {
 // withMaxEvents bounds each channel's history to n events.
 func withMaxEvents(n int) option {
 	return func(s *settings) { s.ret.MaxEvents = n }
+}
+
+// withQueue bounds each subscription's queue of live events.
+func withQueue(q events.QueueLimits) option {
+	return func(s *settings) { s.queue = q }
 }
 
 // withStore runs the relay over the named store (storeKinds); the default is
@@ -208,7 +214,7 @@ func buildRelay(t testing.TB, opts ...option) (*relay, *bootstrap.Process) {
 		}
 		set.auth = v
 	}
-	cfg := bootstrap.Config{Retention: set.ret, Presence: set.presence, Transport: set.cfg, Auth: set.auth}
+	cfg := bootstrap.Config{Retention: set.ret, Queue: set.queue, Presence: set.presence, Transport: set.cfg, Auth: set.auth}
 	var prefix string
 	switch set.store {
 	case "", memoryStore:

@@ -3,13 +3,16 @@ package transport_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -190,29 +193,38 @@ func TestShutdownWhileConnecting(t *testing.T) {
 }
 
 // TestStalledClient floods a client that reads nothing: with a short
-// WriteTimeout the server drops the stream (its handler ends and its
-// subscription is gone) instead of holding it.
+// WriteTimeout (and a queue that never ends the subscription first) the
+// server drops the stream (its handler ends and its subscription is gone)
+// instead of holding it, and resets the connection:
+// the client, reading again, gets what its receive buffer holds and then
+// the reset, not the megabytes still queued at the server and a FIN after
+// them (see resetOnClose).
 func TestStalledClient(t *testing.T) {
 	const ch = "project_1_tickets"
 	big := strings.Repeat("x", 32<<10)
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
-			r := startRelay(t, withMaxEvents(64), withConfig(func(c *transport.Config) {
-				c.WriteTimeout = 100 * time.Millisecond
-			}))
+			r := startRelay(t, withMaxEvents(64), withQueue(events.QueueLimits{Bytes: 64 << 20, Age: time.Hour}),
+				withConfig(func(c *transport.Config) { c.WriteTimeout = 100 * time.Millisecond }))
 			conn := stalledClient(t, r, kind, "/events/projects/1/tickets?token="+alice(t))
 			d, err := events.NewDraft(ch, "flood", big)
 			if err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(wait)
-			for r.hub.Subscribers() > 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("the stalled %s client still subscribed after %v of flooding", kind, wait)
-				}
+			// 12 MiB: more than the socket buffers of both ends hold
+			// (tcp_wmem's 4 MiB at most, and the client's receive buffer,
+			// which does not grow while it reads nothing), less than the
+			// queue: only the write timeout can end the stream.
+			for range 400 {
 				if _, err := r.hub.Publish(context.Background(), d); err != nil {
 					t.Fatal(err)
 				}
+			}
+			waitFor(t, "the stalled client's stream to end", func() bool { return r.hub.Subscribers() == 0 })
+			_ = conn.SetReadDeadline(time.Now().Add(wait))
+			n, err := io.Copy(io.Discard, conn)
+			if !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("the stalled %s client, reading again, read %d bytes then %v; want a reset", kind, n, err)
 			}
 			conn.Close()
 		})

@@ -370,14 +370,17 @@ const keptBatch = 32
 // ended, or a write failed), counts and logs the ending (relay.disconnect:
 // WARN for a slow consumer, a stuck client and relay's own failures, which
 // are worth an operator's eye; INFO otherwise), and reports whether an
-// ending was sent.
-func (ss *session) finish(ctx context.Context, err error) (ending, bool) {
+// ending was sent, and whether the client is stuck: a write to it (the
+// stream's, or the ending's) timed out, and its connection is to be reset
+// (see resetOnClose).
+func (ss *session) finish(ctx context.Context, err error) (sent, stuck bool) {
 	ss.disarm()
 	ss.count() // what was written but not flushed still counts as sent
 	reason := disconnectReason(ctx, err)
 	var e ending
 	var we writeError
-	sent := !(err == nil || errors.As(err, &we) || ctx.Err() != nil)
+	sent = !(err == nil || errors.As(err, &we) || ctx.Err() != nil)
+	stuck = reason == reasonWriteTimeout
 	if sent {
 		e = endingOf(err)
 	}
@@ -407,9 +410,10 @@ func (ss *session) finish(ctx context.Context, err error) (ending, bool) {
 	if sent {
 		if werr := ss.w.end(e); werr != nil {
 			ss.log.Debug("could not send the stream's ending", "reason", reason, "err", werr)
+			stuck = timedOut(werr)
 		}
 	}
-	return e, sent
+	return sent, stuck
 }
 
 // resetMessage is the reset control message for channel, the same on both

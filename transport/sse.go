@@ -88,7 +88,9 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 	gone := make(chan struct{})
 	go watchClose(conn, cancel, gone)
 	finish := func(err error) {
-		ss.finish(ctx, err)
+		if _, stuck := ss.finish(ctx, err); stuck {
+			resetOnClose(conn)
+		}
 		cancel()
 		conn.Close()
 		<-gone

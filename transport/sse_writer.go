@@ -43,6 +43,28 @@ func hijack(w http.ResponseWriter) (net.Conn, error) {
 	return conn, nil
 }
 
+// resetOnClose makes closing conn reset it (SO_LINGER 0: an RST, its unsent
+// bytes dropped) instead of ending it with a FIN after them. It is for a
+// stream whose write to the client timed out: a client that stopped reading
+// has megabytes of events queued in relay's socket buffer, and a plain close
+// leaves them to the kernel, in an orphaned socket that delivers them only
+// as fast as the client reads (probing a closed window ever more rarely,
+// backing off to two minutes) and sends its FIN last: the client learns that
+// relay dropped it only once it has read all of them, and the host's TCP
+// memory stays pinned meanwhile. A reset ends the stream once the client has
+// read what its own receive buffer holds (Linux keeps that readable; other
+// systems may drop it); the client resumes from its cursor at once, and
+// history sends the same events. A connection that neither is nor wraps a
+// TCP one is closed as usual.
+func resetOnClose(conn net.Conn) {
+	switch c := conn.(type) {
+	case interface{ SetLinger(sec int) error }:
+		_ = c.SetLinger(0)
+	case interface{ NetConn() net.Conn }: // *tls.Conn
+		resetOnClose(c.NetConn())
+	}
+}
+
 // streamBuffers lend write buffers to streams for one burst at a time: an
 // idle stream holds none.
 var streamBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}

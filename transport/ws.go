@@ -128,7 +128,10 @@ func (ws *wsConn) live(ctx context.Context) { ws.finish(ctx, ws.ss.live(ctx)) }
 // reader still hands over are dropped. ctx ends with the reader.
 func (ws *wsConn) finish(ctx context.Context, err error) {
 	ws.closing.Store(true)
-	if _, sent := ws.ss.finish(ctx, err); sent {
+	switch sent, stuck := ws.ss.finish(ctx, err); {
+	case stuck:
+		resetOnClose(ws.conn)
+	case sent:
 		ws.drainReplies(ctx.Done(), closeLinger)
 	}
 	ws.conn.Close() // ends the reader
