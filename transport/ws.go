@@ -123,7 +123,8 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 func (ws *wsConn) live(ctx context.Context) { ws.finish(ctx, ws.ss.live(ctx)) }
 
 // finish ends the stream: the ending (unless the client is gone), a wait
-// of up to closeLinger for the client's answering close, then the
+// of up to closeLinger for the client's answering close (or, for a client
+// whose write timed out, a reset instead: see resetOnClose), then the
 // connection closed and the reader's end awaited. Meanwhile the replies the
 // reader still hands over are dropped. ctx ends with the reader.
 func (ws *wsConn) finish(ctx context.Context, err error) {
