@@ -356,12 +356,6 @@ func (ws *wsConn) writeControl(kind int, data []byte, timeout time.Duration) err
 	return err
 }
 
-// isTimeout reports whether err is a deadline's.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
 // wsWrite marks a failed write as the client's (see writeError).
 func wsWrite(err error) error {
 	if err != nil {

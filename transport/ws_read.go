@@ -129,7 +129,7 @@ func (ws *wsConn) frame(op int, fin bool, payload []byte) (bool, error) {
 		return false, nil
 	case websocket.PingMessage:
 		err := ws.writeControl(websocket.PongMessage, payload, time.Second)
-		if err != nil && !errors.Is(err, websocket.ErrCloseSent) && !isTimeout(err) {
+		if err != nil && !errors.Is(err, websocket.ErrCloseSent) && !timedOut(err) {
 			return false, err
 		}
 		return true, nil

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"encoding/binary"
 	"net"
 	"testing"
 	"time"
@@ -22,27 +21,7 @@ func (c *bytesConn) Read(p []byte) (int, error)       { return c.in.Read(p) }
 func (c *bytesConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
 func (c *bytesConn) SetWriteDeadline(time.Time) error { return nil }
 
-func maskedFrame(b0 byte, payload []byte) []byte { return appendFuzzFrame(nil, b0, 0x80, payload) }
-
-func appendFuzzFrame(b []byte, b0, mask byte, p []byte) []byte {
-	b = append(b, b0)
-	switch n := len(p); {
-	case n < 126:
-		b = append(b, mask|byte(n))
-	case n <= 0xffff:
-		b = binary.BigEndian.AppendUint16(append(b, mask|126), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint64(append(b, mask|127), uint64(n))
-	}
-	if mask != 0 {
-		b = append(b, 1, 2, 3, 4)
-		for i, c := range p {
-			b = append(b, c^byte(i%4+1))
-		}
-		return b
-	}
-	return append(b, p...)
-}
+func maskedFrame(b0 byte, payload []byte) []byte { return AppendClientFrame(nil, b0, true, payload) }
 
 // FuzzClientFrames feeds bytes to the WebSocket reader as a client's frames
 // (with the reader's messages dropped: FuzzClientMessage covers them).
@@ -59,7 +38,7 @@ func FuzzClientFrames(f *testing.F) {
 		maskedFrame(0x88, websocket.FormatCloseMessage(1000, "bye")),
 		maskedFrame(0x88, []byte{3}),
 		append(maskedFrame(0x01, []byte(`{"ty`)), maskedFrame(0x80, []byte(`pe":"ping"}`))...),
-		appendFuzzFrame(nil, 0x81, 0, []byte("unmasked")),
+		AppendClientFrame(nil, 0x81, false, []byte("unmasked")),
 		maskedFrame(0xC1, []byte("rsv1")),
 		maskedFrame(0x8B, nil),
 		maskedFrame(0x82, bytes.Repeat([]byte("x"), 300)),

@@ -1,7 +1,6 @@
 package transport_test
 
 import (
-	"encoding/binary"
 	"strings"
 	"testing"
 	"time"
@@ -18,28 +17,7 @@ func clientFrame(op byte, payload string) []byte { return rawFrame(0x80|op, true
 // rawFrame is a client frame of first byte b0 (FIN, reserved bits and
 // opcode), masked or not.
 func rawFrame(b0 byte, masked bool, payload string) []byte {
-	mask := byte(0x80)
-	if !masked {
-		mask = 0
-	}
-	b := []byte{b0}
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, mask|byte(n))
-	case n <= 0xffff:
-		b = binary.BigEndian.AppendUint16(append(b, mask|126), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint64(append(b, mask|127), uint64(n))
-	}
-	if !masked {
-		return append(b, payload...)
-	}
-	key := [4]byte{0x1f, 0x2e, 0x3d, 0x4c}
-	b = append(b, key[:]...)
-	for i := 0; i < len(payload); i++ {
-		b = append(b, payload[i]^key[i%4])
-	}
-	return b
+	return transport.AppendClientFrame(nil, b0, masked, []byte(payload))
 }
 
 func bytewise(b []byte) [][]byte {
