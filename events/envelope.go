@@ -59,6 +59,17 @@ func ParseDraft(raw []byte, maxPayload int) (Draft, error) {
 	if len(raw) > maxPayload {
 		return Draft{}, fmt.Errorf("event is %d bytes, over the %d-byte limit: %w", len(raw), maxPayload, ErrTooLarge)
 	}
+	if d, ok := parseDraftFast(raw); ok {
+		return d, nil
+	}
+	return parseDraftMap(raw)
+}
+
+// parseDraftMap is ParseDraft by decoding the object into a map and encoding
+// it again: what every event went through before parseDraftFast, and still
+// the path of anything parseDraftFast does not take, so that both give the
+// same draft, or the same error, for every input (FuzzParseDraftFast).
+func parseDraftMap(raw []byte) (Draft, error) {
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &members); err != nil || members == nil {
 		return Draft{}, fmt.Errorf("event must be a JSON object with \"channel\" and \"type\": %w", ErrInvalid)
