@@ -1,6 +1,9 @@
 package transport_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -68,6 +71,36 @@ func TestPublishIDs(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestPublishAnswerBytes checks the single publish's answer byte for byte:
+// the same JSON, Content-Type and trailing newline whether relay writes it
+// itself or through Echo's encoder (?pretty indents it, as Echo does).
+func TestPublishAnswerBytes(t *testing.T) {
+	r := startRelay(t)
+	for _, tc := range []struct{ query, want string }{
+		{"", "{\"id\":\"%s\"}\n"},
+		{"?pretty", "{\n  \"id\": \"%s\"\n}\n"},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, r.url+"/api/publish"+tc.query, strings.NewReader(`{"channel":"project_1_tickets","type":"t"}`))
+		req.Header.Set("Authorization", "Bearer "+publisher(t))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var out struct{ ID string }
+		if err := json.Unmarshal(body, &out); err != nil || out.ID == "" {
+			t.Fatalf("%q: answer %q: %v", tc.query, body, err)
+		}
+		if want := fmt.Sprintf(tc.want, out.ID); string(body) != want {
+			t.Errorf("%q: got %q, want %q", tc.query, body, want)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%q: Content-Type %q, want application/json", tc.query, ct)
+		}
+	}
 }
 
 // TestPublishRefused checks that bad publish requests get a clear 4xx JSON
