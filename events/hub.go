@@ -80,7 +80,13 @@ func NewHub(log Log, opts HubOptions) *Hub {
 
 // Start begins watching the log; it returns once watching is in place.
 func (h *Hub) Start(ctx context.Context) error {
-	stop, err := h.log.Watch(ctx, h.deliver, h.resync)
+	var stop func()
+	var err error
+	if bw, ok := h.log.(BatchWatcher); ok {
+		stop, err = bw.WatchBatches(ctx, h.deliverBatch, h.resync)
+	} else {
+		stop, err = h.log.Watch(ctx, h.deliver, h.resync)
+	}
 	if err != nil {
 		return fmt.Errorf("hub: watch log: %w", err)
 	}
@@ -165,6 +171,28 @@ func (h *Hub) deliver(ev *Event) {
 	}
 	ev.encode() // once, before any subscriber's goroutine reads it
 	v.(*fanout).offer(ev)
+}
+
+// deliverBatch is deliver for a batch of events (BatchWatcher): each
+// subscriber of a channel gets the channel's events of the batch in one
+// offer, so it wakes once for all of them.
+func (h *Hub) deliverBatch(evs []*Event) {
+	for len(evs) > 0 {
+		n := 1
+		for n < len(evs) && evs[n].Channel == evs[0].Channel {
+			n++
+		}
+		run := evs[:n]
+		evs = evs[n:]
+		v, ok := h.channels.Load(run[0].Channel)
+		if !ok {
+			continue
+		}
+		for _, ev := range run {
+			ev.encode() // once, before any subscriber's goroutine reads it
+		}
+		v.(*fanout).offerAll(run)
+	}
 }
 
 // resync tells every subscription to re-read the log: events may have been

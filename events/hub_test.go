@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/relaydev/relay/events"
 	"github.com/relaydev/relay/store"
@@ -120,5 +121,51 @@ func TestPublishRecordIsBestEffort(t *testing.T) {
 	}
 	if notes.records.Load() != 1 || !strings.Contains(logged.String(), "not recorded as notifications") {
 		t.Errorf("records %d, log %q; want one attempt, logged", notes.records.Load(), logged.String())
+	}
+}
+
+// batchLog is a memory log whose live feed comes in batches: the test hands
+// them to the hub through the deliver WatchBatches was given.
+type batchLog struct {
+	*store.Memory
+	t       *testing.T
+	deliver func([]*events.Event)
+}
+
+func (l *batchLog) Watch(context.Context, func(*events.Event), func()) (func(), error) {
+	l.t.Error("the hub watched a BatchWatcher one event at a time")
+	return func() {}, nil
+}
+
+func (l *batchLog) WatchBatches(_ context.Context, deliver func([]*events.Event), _ func()) (func(), error) {
+	l.deliver = deliver
+	return func() {}, nil
+}
+
+// TestHubWatchesBatches: over a log that brings events in batches, the hub
+// queues each batch to a subscriber whole and in order, skipping the
+// channels it has no subscriber of.
+func TestHubWatchesBatches(t *testing.T) {
+	ctx := context.Background()
+	log := &batchLog{Memory: store.NewMemory(events.Retention{}), t: t}
+	hub := events.NewHub(log, events.HubOptions{})
+	if err := hub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hub.Close(); log.Close() })
+	sub := subscribe(t, hub, []string{"c"}, nil)
+	var batch []*events.Event
+	for i, ch := range []string{"c", "c", "other", "c"} {
+		batch = append(batch, events.NewEvent(events.Draft{Channel: ch, Type: "t"}, events.Position{Epoch: "e", Seq: uint64(i + 1)}, time.Now()))
+	}
+	log.deliver(batch)
+	select {
+	case <-sub.Ready():
+	default:
+		t.Fatal("no wake-up after a batch")
+	}
+	got := sub.Take(nil)
+	if want := []*events.Event{batch[0], batch[1], batch[3]}; !slices.Equal(got, want) {
+		t.Errorf("queued %v, want %v", ids(got...), ids(want...))
 	}
 }

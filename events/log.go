@@ -74,6 +74,17 @@ type Log interface {
 	Listen(ctx context.Context, channel string, resync func()) (release func(), err error)
 }
 
+// BatchWatcher is implemented by logs whose live feed brings events in
+// batches (store.Redis: every event of one publish script, in one Pub/Sub
+// message). The hub watches through it when the log has it, and queues a
+// batch to each subscriber at once: a subscriber then wakes, writes and
+// flushes once per batch, not once per event. Its contract is Watch's, with
+// deliver called with one or more events of one channel, in order; the
+// slice is the log's again once deliver returns.
+type BatchWatcher interface {
+	WatchBatches(ctx context.Context, deliver func([]*Event), resync func()) (stop func(), err error)
+}
+
 // IdempotencyWindow is how long a channel remembers an idempotency key: a
 // publish retried within it (a backend's timeout, a relay that died
 // mid-request) answers the first one's id and stores nothing.

@@ -86,8 +86,12 @@ func (ev *Event) size() int {
 
 // offer queues ev without blocking; over the budget it ends the subscription
 // with ErrSlowConsumer.
-func (s *Subscription) offer(ev *Event) {
-	n := ev.size()
+func (s *Subscription) offer(ev *Event) { s.offerAll([]*Event{ev}) }
+
+// offerAll queues evs (at least one) without blocking, with one wake-up of
+// the owner for all of them; over the budget it ends the subscription with
+// ErrSlowConsumer. It keeps no reference to the slice.
+func (s *Subscription) offerAll(evs []*Event) {
 	q := &s.q
 	q.mu.Lock()
 	if q.stopped {
@@ -97,10 +101,13 @@ func (s *Subscription) offer(ev *Event) {
 	if len(q.evs) == 0 {
 		q.since = time.Now()
 	}
-	q.evs = append(q.evs, ev)
-	q.bytes += n
-	over := len(q.evs) > 1 && q.bytes > s.hub.queue.Bytes ||
-		len(q.evs)%ageCheckEvery == 0 && time.Since(q.since) > s.hub.queue.Age
+	over := false
+	for _, ev := range evs {
+		q.evs = append(q.evs, ev)
+		q.bytes += ev.size()
+		over = over || len(q.evs) > 1 && q.bytes > s.hub.queue.Bytes ||
+			len(q.evs)%ageCheckEvery == 0 && time.Since(q.since) > s.hub.queue.Age
+	}
 	q.mu.Unlock()
 	if over {
 		s.fail(ErrSlowConsumer)
@@ -108,7 +115,7 @@ func (s *Subscription) offer(ev *Event) {
 	}
 	select {
 	case q.ready <- struct{}{}:
-	default: // a wake-up is pending: the owner takes this event with it
+	default: // a wake-up is pending: the owner takes these events with it
 	}
 }
 

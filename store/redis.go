@@ -25,9 +25,10 @@ import (
 )
 
 var (
-	_ events.Log         = (*Redis)(nil)
-	_ events.Pinger      = (*Redis)(nil)
-	_ events.Broadcaster = (*Redis)(nil)
+	_ events.Log          = (*Redis)(nil)
+	_ events.Pinger       = (*Redis)(nil)
+	_ events.Broadcaster  = (*Redis)(nil)
+	_ events.BatchWatcher = (*Redis)(nil)
 )
 
 var (

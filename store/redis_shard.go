@@ -298,9 +298,11 @@ func (sh *pubsubShard) read(ps *redis.PubSub) {
 		case *redis.Message:
 			var err error
 			evs, err = parseMessage(evs[:0], m.Payload)
-			for _, ev := range evs {
+			for range evs {
 				sh.w.r.onReceive()
-				sh.w.deliver(ev)
+			}
+			if len(evs) > 0 {
+				sh.w.deliver(evs)
 			}
 			clear(evs) // nothing of the message kept past its deliveries
 			if err != nil {

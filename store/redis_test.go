@@ -412,3 +412,48 @@ func TestRedisScriptFlush(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisWatchBatches checks that WatchBatches hands over the events one
+// publish script stored in one call, in order (the hub then wakes each
+// subscriber once for them), while Watch still gets them one at a time.
+func TestRedisWatchBatches(t *testing.T) {
+	t.Parallel()
+	r := openRedis(t, redistest.URL(t), redistest.Prefix(t), events.Retention{})
+	var mu sync.Mutex
+	var batches [][]string
+	stop, err := r.WatchBatches(context.Background(), func(evs []*events.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		batches = append(batches, ids(evs)) // ids copies: the slice is the store's again
+	}, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	var single collector
+	stopSingle, err := r.Watch(context.Background(), single.deliver, single.resync)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopSingle()
+	listen(t, r, func() {}, "c")
+	drafts := []events.Draft{{Channel: "c", Type: "a"}, {Channel: "c", Type: "b"}, {Channel: "c", Type: "c"}}
+	evs, err := r.Append(context.Background(), drafts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the batch and the single events", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		got, _ := single.snapshot()
+		return len(batches) > 0 && len(got) == 3
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if want := ids(evs); len(batches) != 1 || !slices.Equal(batches[0], want) {
+		t.Errorf("batches: got %v, want one: %v", batches, want)
+	}
+	if got, _ := single.snapshot(); !slices.Equal(ids(got), ids(evs)) {
+		t.Errorf("Watch: got %v, want %v", ids(got), ids(evs))
+	}
+}

@@ -51,7 +51,8 @@ type redisSub struct {
 	// progress; shards' readers call at once without waiting on each other.
 	mu      sync.RWMutex
 	stopped bool
-	deliver func(*events.Event)
+	deliver func(*events.Event)   // Watch's, or nil
+	batch   func([]*events.Event) // WatchBatches', or nil
 	resync  func()
 }
 
@@ -82,6 +83,21 @@ func (r *Redis) Watch(ctx context.Context, deliver func(*events.Event), resync f
 		return nil, r.fail("watch", err)
 	}
 	s := &redisSub{deliver: deliver, resync: resync}
+	if err := r.watcher.add(s); err != nil {
+		return nil, err
+	}
+	return func() { r.watcher.remove(s) }, nil
+}
+
+// WatchBatches is Watch delivering the events of each Pub/Sub message (all
+// those one publish script stored on one channel, or one ephemeral event)
+// in one call; see events.BatchWatcher. The slice is reused once deliver
+// returns.
+func (r *Redis) WatchBatches(ctx context.Context, deliver func([]*events.Event), resync func()) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, r.fail("watch", err)
+	}
+	s := &redisSub{batch: deliver, resync: resync}
 	if err := r.watcher.add(s); err != nil {
 		return nil, err
 	}
@@ -221,12 +237,19 @@ func (w *redisWatcher) release(name string, l *listener) {
 	}
 }
 
-// deliver is the per-event path: one atomic load, then each Watch.
-func (w *redisWatcher) deliver(ev *events.Event) {
+// deliver is the per-message path: one atomic load, then each Watch (an
+// event at a time) and WatchBatches (the message's events at once).
+func (w *redisWatcher) deliver(evs []*events.Event) {
 	for _, s := range *w.subs.Load() {
 		s.mu.RLock()
-		if !s.stopped {
-			s.deliver(ev)
+		switch {
+		case s.stopped:
+		case s.batch != nil:
+			s.batch(evs)
+		default:
+			for _, ev := range evs {
+				s.deliver(ev)
+			}
 		}
 		s.mu.RUnlock()
 	}
