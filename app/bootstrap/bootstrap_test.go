@@ -69,6 +69,29 @@ func TestBuildServesAndCloses(t *testing.T) {
 	}
 }
 
+// TestBuildKeepsBatchedFeed: the metrics wrapper keeps the Redis log's
+// batched live feed visible to the hub (events.BatchWatcher), and adds none
+// to the memory log, which has none.
+func TestBuildKeepsBatchedFeed(t *testing.T) {
+	for st, want := range map[string]bool{"memory": false, "redis": true} {
+		t.Run(st, func(t *testing.T) {
+			var hubLog events.Log
+			cfg := bootstrap.Config{Auth: verifier(t), WrapLog: func(l events.Log) events.Log { hubLog = l; return l }}
+			if st == "redis" {
+				cfg.RedisURL, cfg.RedisPrefix = redistest.URL(t), redistest.Prefix(t)
+			}
+			p, err := bootstrap.Build(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if _, got := hubLog.(events.BatchWatcher); got != want {
+				t.Errorf("the hub's log is a BatchWatcher: %v, want %v", got, want)
+			}
+		})
+	}
+}
+
 // TestBuildFailsCleanly: a configuration that cannot be built is an error,
 // and leaves nothing running (goleak checks).
 func TestBuildFailsCleanly(t *testing.T) {

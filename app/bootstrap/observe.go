@@ -37,7 +37,22 @@ func observe(l events.Log, obs storeObserver) events.Log {
 	if !ok {
 		return l
 	}
-	return &observedLog{fullLog: s, obs: obs}
+	o := &observedLog{fullLog: s, obs: obs}
+	if bw, ok := l.(events.BatchWatcher); ok {
+		return &observedBatchLog{observedLog: o, bw: bw}
+	}
+	return o
+}
+
+// observedBatchLog is observedLog over a log with a batched live feed
+// (store.Redis), which it keeps visible to the hub.
+type observedBatchLog struct {
+	*observedLog
+	bw events.BatchWatcher
+}
+
+func (o *observedBatchLog) WatchBatches(ctx context.Context, deliver func([]*events.Event), resync func()) (func(), error) {
+	return o.bw.WatchBatches(ctx, deliver, resync)
 }
 
 func (o *observedLog) done(op string, start time.Time, err error) {
