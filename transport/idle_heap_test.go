@@ -6,6 +6,9 @@
 package transport_test
 
 import (
+	"bufio"
+	"net"
+	"net/url"
 	"runtime"
 	"strings"
 	"testing"
@@ -23,32 +26,39 @@ const heapStreams = 128
 // objects allocated under relay's handlers (the client side of the test
 // allocates under its own functions) and still live after two GCs. An idle
 // stream must hold no logger of its own (a *slog.Logger made with With per
-// stream was about 200 bytes of each) and no SSE scratch buffer (128–256
-// bytes of each); and what it holds is logged, for the record.
+// stream was about 200 bytes of each), no SSE scratch buffer (128–256
+// bytes of each), and, on a presence channel, not the presence_state it
+// was sent at connect; what it holds is logged, for the record.
 func TestIdleStreamHeap(t *testing.T) {
 	rate := runtime.MemProfileRate
 	runtime.MemProfileRate = 1
 	t.Cleanup(func() { runtime.MemProfileRate = rate })
-	for _, kind := range []string{"sse", "websocket"} {
+	for _, kind := range []string{"sse", "websocket", "presence"} {
 		t.Run(kind, func(t *testing.T) {
 			r := startRelay(t, withConfig(func(c *transport.Config) {
 				c.Heartbeat = 10 * time.Millisecond
 				c.Limits.ConnsPerUser, c.Limits.ConnectBurst = 2*heapStreams, 2*heapStreams
 			}))
-			open := openRawSSE
-			if kind == "websocket" {
-				open = openRawWS
+			open := func(n int) {
+				switch kind {
+				case "sse":
+					openRawSSE(t, r, n).drain(t, r)
+				case "websocket":
+					openRawWS(t, r, n).drain(t, r)
+				case "presence":
+					openPresenceSSE(t, r, n)
+				}
 			}
-			open(t, r, 1).drain(t, r) // warm up: the hub's channel, pools, the listener's goroutines
+			open(1) // warm up: the hub's channel, pools, the listener's goroutines
 			before := streamHeap()
-			open(t, r, heapStreams).drain(t, r)
+			open(heapStreams)
 			after := streamHeap()
 
 			bytes := float64(after.bytes-before.bytes) / heapStreams
 			objects := float64(after.objects-before.objects) / heapStreams
 			t.Logf("%s: %d idle streams: %.0f B in %.1f objects of heap each, allocated under relay's handlers",
 				kind, heapStreams, bytes, objects)
-			for _, what := range []string{"logger", "scratch"} {
+			for _, what := range []string{"logger", "scratch", "presence state"} {
 				if n := after.held[what] - before.held[what]; n > heapStreams/4 {
 					t.Errorf("%d idle streams hold %d objects of a %s of their own (allocated under %s), want none",
 						heapStreams, n, what, heldBy[what])
@@ -61,8 +71,34 @@ func TestIdleStreamHeap(t *testing.T) {
 // heldBy names, for each thing an idle stream must not hold, the function
 // whose allocation it would be.
 var heldBy = map[string]string{
-	"logger":  "log/slog.(*Logger).With",
-	"scratch": "transport.(*sseWire)",
+	"logger":         "log/slog.(*Logger).With",
+	"scratch":        "transport.(*sseWire)",
+	"presence state": "transport.(*Server).presenceStates",
+}
+
+// openPresenceSSE opens n SSE streams on project 1's presence channel and
+// reads each one's welcome (the presence_state comes before it).
+func openPresenceSSE(t *testing.T, r *relay, n int) {
+	t.Helper()
+	u, err := url.Parse(r.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		conn, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		_ = conn.SetDeadline(time.Now().Add(4 * wait))
+		req := "GET /events/projects/1/presence HTTP/1.1\r\nHost: " + u.Host +
+			"\r\nAccept: text/event-stream\r\nAuthorization: Bearer " + alice(t) + "\r\n\r\n"
+		if _, err := conn.Write([]byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReaderSize(conn, 256)
+		readUntil(t, br, "event: connection_established")
+	}
 }
 
 // heapUse is what the heap holds of what relay's handlers allocated: bytes

@@ -83,8 +83,12 @@ type session struct {
 	reply    reply // the reader's reply wait received, for answer
 }
 
+// newSession takes over o's presence states: history sends them, then
+// drops them, so an idle stream does not hold them (nor their encodings).
 func (s *Server) newSession(o *openStream, w wire, replies <-chan reply) *session {
-	return &session{w: w, sub: o.sub, states: o.states, cfg: &s.cfg, expires: o.id.Expires,
+	states := o.states
+	o.states = nil
+	return &session{w: w, sub: o.sub, states: states, cfg: &s.cfg, expires: o.id.Expires,
 		shutdown: s.shutdown, replies: replies, began: time.Now(),
 		metrics: s.metrics, base: s.logger, user: o.id.UserID, resumed: len(o.cursor) > 0, ended: o.live}
 }
