@@ -94,7 +94,7 @@ type openStream struct {
 	*streamRequest
 	sub     *events.Subscription
 	live    *liveStream     // in the registry until close
-	states  []*events.Event // presence_state messages, sent after history
+	states  []*events.Event // presence_state messages, sent after history; newSession takes them
 	offline func()
 	release func() // uncounts the stream from its user's and address's limits
 }

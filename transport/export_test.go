@@ -17,7 +17,7 @@ func LimitCounts(s *Server, user, ip string) (users, ips, tracked int) {
 // for tests of the client-message parser without a connection: the message
 // to write, nil when there is none (or when the connection would be closed).
 func (s *Server) HandleClientMessage(id *auth.Identity, projects []string, raw []byte) []byte {
-	ws := &wsConn{srv: s, id: id, cfg: &s.cfg, projects: projects, log: s.logger, quota: s.limits.conn(id.UserID)}
+	ws := &wsConn{srv: s, id: id, cfg: &s.cfg, projects: projects, quota: s.limits.conn(id.UserID)}
 	return ws.handle(raw).msg
 }
 

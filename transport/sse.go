@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -38,9 +39,30 @@ func accepts(r *http.Request, types ...string) bool {
 type sseWire struct {
 	out   frameWriter
 	sub   *events.Subscription
-	multi bool   // several channels: the id line is the whole cursor
-	buf   []byte // reused for id lines and control frames
+	multi bool // several channels: the id line is the whole cursor
 	cfg   *Config
+}
+
+// sseScratch lends an SSE stream the buffer it builds an id line or a
+// control frame in, for that one write: out copies what it is given, so
+// an idle stream holds no scratch buffer (one per stream, grown by the
+// welcome's cursor, was 256 bytes of every idle stream's heap).
+var sseScratch = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// maxScratch is the largest scratch buffer returned to sseScratch.
+const maxScratch = 4 << 10
+
+// scratch takes a scratch buffer, empty.
+func scratch() *[]byte { return sseScratch.Get().(*[]byte) }
+
+// writeScratch writes b, built in the scratch buffer p, and returns p.
+func (w *sseWire) writeScratch(p *[]byte, b []byte) error {
+	err := w.write(b)
+	if cap(b) <= maxScratch {
+		*p = b[:0]
+		sseScratch.Put(p)
+	}
+	return err
 }
 
 // serveSSE refuses with a JSON status before the stream starts (EventSource
@@ -62,8 +84,8 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache, no-transform")
 	h.Set("X-Accel-Buffering", "no")
-	w := &sseWire{sub: o.sub, multi: len(o.channels) > 1, buf: make([]byte, 0, 128), cfg: &s.cfg}
-	ss := s.newSession(o, w, s.logger.With("transport", "sse", "user", o.id.UserID), nil)
+	w := &sseWire{sub: o.sub, multi: len(o.channels) > 1, cfg: &s.cfg}
+	ss := s.newSession(o, w, nil)
 
 	conn, err := hijack(c.Response())
 	if err != nil { // HTTP/2: stream from the handler
@@ -123,8 +145,9 @@ func watchClose(conn net.Conn, cancel context.CancelFunc, gone chan<- struct{}) 
 
 // start sends the retry hint, the reconnect delay EventSource uses.
 func (w *sseWire) start() error {
-	w.buf = strconv.AppendInt(append(w.buf[:0], "retry: "...), w.cfg.Retry.Milliseconds(), 10)
-	if err := w.write(append(w.buf, "\n\n"...)); err != nil {
+	p := scratch()
+	b := strconv.AppendInt(append(*p, "retry: "...), w.cfg.Retry.Milliseconds(), 10)
+	if err := w.writeScratch(p, append(b, "\n\n"...)); err != nil {
 		return err
 	}
 	return w.flush()
@@ -133,10 +156,11 @@ func (w *sseWire) start() error {
 // welcome sends the named event connection_established whose id line is the
 // whole cursor: EventSource records it.
 func (w *sseWire) welcome(msg []byte) error {
-	w.buf = w.sub.AppendCursor(append(w.buf[:0], "event: connection_established\nid: "...))
-	w.buf = append(w.buf, "\ndata: "...)
-	w.buf = append(w.buf, msg...)
-	return w.write(append(w.buf, "\n\n"...))
+	p := scratch()
+	b := w.sub.AppendCursor(append(*p, "event: connection_established\nid: "...))
+	b = append(b, "\ndata: "...)
+	b = append(b, msg...)
+	return w.writeScratch(p, append(b, "\n\n"...))
 }
 
 func (w *sseWire) heartbeat() error { return w.write([]byte(":\n\n")) }
@@ -152,9 +176,9 @@ func (w *sseWire) Event(ev *events.Event) error {
 	if !w.multi || ev.Ephemeral {
 		return w.write(ev.SSE())
 	}
-	w.buf = w.sub.AppendCursor(append(w.buf[:0], "id: "...))
-	w.buf = append(w.buf, '\n')
-	if err := w.write(w.buf); err != nil {
+	p := scratch()
+	b := w.sub.AppendCursor(append(*p, "id: "...))
+	if err := w.writeScratch(p, append(b, '\n')); err != nil {
 		return err
 	}
 	return w.write(ev.SSEData())
@@ -162,11 +186,11 @@ func (w *sseWire) Event(ev *events.Event) error {
 
 // Reset sends the named event "reset" for channel, with the new cursor.
 func (w *sseWire) Reset(channel string) error {
-	w.buf = append(w.buf[:0], "event: reset\nid: "...)
-	w.buf = w.sub.AppendCursor(w.buf)
-	w.buf = append(w.buf, "\ndata: "...)
-	w.buf = append(w.buf, resetMessage(w.sub, channel)...)
-	return w.write(append(w.buf, "\n\n"...))
+	p := scratch()
+	b := w.sub.AppendCursor(append(*p, "event: reset\nid: "...))
+	b = append(b, "\ndata: "...)
+	b = append(b, resetMessage(w.sub, channel)...)
+	return w.writeScratch(p, append(b, "\n\n"...))
 }
 
 // end sends the ending's named event, with its retry hint, and flushes.
@@ -176,14 +200,14 @@ func (w *sseWire) end(e ending) error {
 	case retryBase, retrySpread: // a shutdown spreads the endings themselves (see session.live)
 		retry = w.cfg.Retry
 	}
-	w.buf = append(w.buf[:0], "event: "...)
-	w.buf = append(w.buf, e.event...)
+	p := scratch()
+	b := append(append(*p, "event: "...), e.event...)
 	if retry > 0 {
-		w.buf = strconv.AppendInt(append(w.buf, "\nretry: "...), retry.Milliseconds(), 10)
+		b = strconv.AppendInt(append(b, "\nretry: "...), retry.Milliseconds(), 10)
 	}
-	w.buf = append(w.buf, "\ndata: "...)
-	w.buf = append(w.buf, events.Control(e.event, "message", e.message)...)
-	if err := w.write(append(w.buf, "\n\n"...)); err != nil {
+	b = append(b, "\ndata: "...)
+	b = append(b, events.Control(e.event, "message", e.message)...)
+	if err := w.writeScratch(p, append(b, "\n\n"...)); err != nil {
 		return err
 	}
 	return w.flush()

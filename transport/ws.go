@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -55,7 +54,6 @@ type wsConn struct {
 	sub      *events.Subscription
 	id       *auth.Identity
 	cfg      *Config
-	log      *slog.Logger
 	quota    *connQuota // the rate of this connection's messages; made on the first (see handle)
 	replies  chan reply // answers from the reader, written by the writer
 	ss       *session
@@ -103,12 +101,11 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	// The client going away (the reader's end) ends the session, and any
 	// log read in progress.
 	ctx, cancel := context.WithCancel(context.Background())
-	log := s.logger.With("transport", "websocket", "user", o.id.UserID)
 	ws := &wsConn{srv: s, conn: conn.NetConn(), sub: o.sub, id: o.id, cfg: &s.cfg, projects: presenceProjects(o.channels),
-		log: log, replies: make(chan reply), open: o, cancel: cancel}
+		replies: make(chan reply), open: o, cancel: cancel}
 	ws.frames = newFrameWaiter(ws.conn)
 	_ = ws.conn.SetReadDeadline(time.Time{}) // none is left from the request: silence is timed by heartbeat
-	ws.ss = s.newSession(o, ws, log, ws.replies)
+	ws.ss = s.newSession(o, ws, ws.replies)
 	go ws.read(cancel)
 	if err := ws.ss.history(ctx); err != nil {
 		ws.finish(ctx, err)

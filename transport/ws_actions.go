@@ -41,7 +41,8 @@ func (ws *wsConn) handle(raw []byte) reply {
 	}
 	if err := ws.quota.allow(m.Type); err != nil {
 		if errors.Is(err, errFlood) {
-			ws.log.Warn("websocket client flooding past its rate limit; closing it", "limit", ws.cfg.Limits.ActionRate)
+			ws.srv.logger.Warn("websocket client flooding past its rate limit; closing it",
+				"transport", transportWS, "user", ws.id.UserID, "limit", ws.cfg.Limits.ActionRate)
 			return reply{err: err}
 		}
 		f := classify(err)

@@ -147,7 +147,7 @@ func testReader(s *Server, c echo.Context) (*wsConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	ws := &wsConn{srv: s, conn: conn.NetConn(), cfg: &s.cfg, log: s.logger, id: &auth.Identity{UserID: "1"},
+	ws := &wsConn{srv: s, conn: conn.NetConn(), cfg: &s.cfg, id: &auth.Identity{UserID: "1"},
 		replies: make(chan reply, 1)}
 	ws.frames = newFrameWaiter(ws.conn)
 	return ws, nil
