@@ -7,6 +7,7 @@ package transport_test
 
 import (
 	"bufio"
+	"math"
 	"net"
 	"net/url"
 	"runtime"
@@ -57,8 +58,10 @@ func TestIdleStreamStacks(t *testing.T) {
 			perStream := float64(goroutines2-goroutines) / idleStreams
 			bytesPerStream := float64(int64(stack2)-int64(stack)) / idleStreams
 			t.Logf("%s: %d streams: %.2f goroutines and %.0f B of stack each", kind, idleStreams, perStream, bytesPerStream)
-			if perStream != 2 {
-				t.Errorf("goroutines per idle stream: got %.2f, want 2 (writer and reader)", perStream)
+			// Rounded: a session handing its stream over to a fresh
+			// goroutine (see session.run) is two for a moment.
+			if math.Round(perStream*100) != 200 {
+				t.Errorf("goroutines per idle stream: got %.3f, want 2 (writer and reader)", perStream)
 			}
 			if limit := idleStack[kind] + stackSlack; bytesPerStream > limit {
 				t.Errorf("stack per idle stream: got %.0f B, want at most %.0f (%.0f B of goroutine stacks, and %d B of slack)",
