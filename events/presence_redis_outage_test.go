@@ -51,13 +51,13 @@ func TestPresenceRedisOutage(t *testing.T) {
 		{"StalledPastHoldTTL", redistest.AOF, func(t *testing.T, o *outage) {
 			// The outage lasts past the holds' lifetime (every hold written
 			// before it has expired) and until each process has seen a
-			// heartbeat fail: a stall both processes noticed. A fixed stall
-			// (it was 1.33 hold lifetimes) assumed the second: that each
-			// process's first call into the stall had failed by its end (a
-			// call waits up to the Redis client's 2 s read timeout, and a
-			// heartbeat just before the stall starts that call 1 to 1.5 s
-			// in), which a loaded machine need not give; a process whose
-			// call is answered when Redis comes back has seen no outage.
+			// heartbeat or a sweep fail: a stall both processes noticed. A
+			// fixed stall (it was 1.33 hold lifetimes) assumed the second:
+			// that each process's first call into the stall had failed by its
+			// end (a call waits up to the Redis client's 2 s read timeout, and
+			// a heartbeat just before the stall starts that call 1 to 1.5 s
+			// in), which a loaded machine need not give; a process whose call
+			// is answered when Redis comes back has seen no outage.
 			failed := o.beats.failed()
 			o.srv.Pause(t)
 			paused := time.Now()
@@ -65,12 +65,12 @@ func TestPresenceRedisOutage(t *testing.T) {
 			for time.Since(paused) <= outageTTL || !o.beats.failedSince(failed) {
 				if time.Now().After(deadline) {
 					o.srv.Resume(t)
-					t.Fatalf("heartbeats failed per process after %v of stall: %v, want one more than %v each", 3*outageTTL, o.beats.failed(), failed)
+					t.Fatalf("heartbeats and sweeps failed per process after %v of stall: %v, want one more than %v each", 3*outageTTL, o.beats.failed(), failed)
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
 			o.srv.Resume(t)
-			t.Logf("stalled %v; heartbeats failed per process: %v", time.Since(paused).Round(time.Millisecond), o.beats.failed())
+			t.Logf("stalled %v; heartbeats and sweeps failed per process: %v", time.Since(paused).Round(time.Millisecond), o.beats.failed())
 		}},
 		{"OneProcessCutOffPastHoldTTL", redistest.NoPersistence, func(t *testing.T, o *outage) {
 			a, b := o.a, o.b
@@ -186,7 +186,7 @@ func testPresenceRedisOutage(t *testing.T, srv *redistest.Server, fault func(*te
 }
 
 // outage is what a fault acts on: the Redis, b's way to it, process a, and
-// the count of each process's failed heartbeats.
+// the count of each process's failed heartbeats and sweeps.
 type outage struct {
 	srv   *redistest.Server
 	b     *cutProxy
@@ -195,8 +195,8 @@ type outage struct {
 }
 
 // beatCounter is a slog.Handler in front of the test's log that counts,
-// per process (the logger's "process" attribute), the heartbeats that
-// failed.
+// per process (the logger's "process" attribute), the heartbeats and sweeps
+// that failed (the tracker logs each).
 type beatCounter struct {
 	slog.Handler
 	process string
@@ -212,7 +212,7 @@ func newBeatCounter(h slog.Handler, processes ...string) *beatCounter {
 }
 
 func (b *beatCounter) Handle(ctx context.Context, r slog.Record) error {
-	if n := b.counts[b.process]; n != nil && strings.HasPrefix(r.Message, "presence: heartbeat failed") {
+	if n := b.counts[b.process]; n != nil && (strings.HasPrefix(r.Message, "presence: heartbeat failed") || r.Message == "presence: sweep failed") {
 		n.Add(1)
 	}
 	return b.Handler.Handle(ctx, r)
@@ -235,7 +235,7 @@ func (b *beatCounter) WithGroup(name string) slog.Handler {
 	return &c
 }
 
-// failed returns each process's failed heartbeats so far.
+// failed returns each process's failed heartbeats and sweeps so far.
 func (b *beatCounter) failed() map[string]int64 {
 	m := map[string]int64{}
 	for p, n := range b.counts {
@@ -244,8 +244,8 @@ func (b *beatCounter) failed() map[string]int64 {
 	return m
 }
 
-// failedSince reports whether every process has failed a heartbeat since
-// before was taken.
+// failedSince reports whether every process has failed a heartbeat or a
+// sweep since before was taken.
 func (b *beatCounter) failedSince(before map[string]int64) bool {
 	for p, n := range b.counts {
 		if n.Load() <= before[p] {
