@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,18 +42,38 @@ func TestPresenceRedisOutage(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		p     redistest.Persistence
-		fault func(t *testing.T, srv *redistest.Server, b *cutProxy, a *events.Tracker)
+		fault func(t *testing.T, o *outage)
 	}{
-		{"RestartedEmpty", redistest.NoPersistence, func(t *testing.T, srv *redistest.Server, _ *cutProxy, _ *events.Tracker) {
-			srv.Stop(t)
-			srv.Start(t)
+		{"RestartedEmpty", redistest.NoPersistence, func(t *testing.T, o *outage) {
+			o.srv.Stop(t)
+			o.srv.Start(t)
 		}},
-		{"StalledPastHoldTTL", redistest.AOF, func(t *testing.T, srv *redistest.Server, _ *cutProxy, _ *events.Tracker) {
-			srv.Pause(t)
-			time.Sleep(outageTTL + outageTTL/3) // the outage itself, longer than a hold lasts
-			srv.Resume(t)
+		{"StalledPastHoldTTL", redistest.AOF, func(t *testing.T, o *outage) {
+			// The outage lasts past the holds' lifetime (every hold written
+			// before it has expired) and until each process has seen a
+			// heartbeat or a sweep fail: a stall both processes noticed. A
+			// fixed stall (it was 1.33 hold lifetimes) assumed the second:
+			// that each process's first call into the stall had failed by its
+			// end (a call waits up to the Redis client's 2 s read timeout, and
+			// a heartbeat just before the stall starts that call 1 to 1.5 s
+			// in), which a loaded machine need not give; a process whose call
+			// is answered when Redis comes back has seen no outage.
+			failed := o.beats.failed()
+			o.srv.Pause(t)
+			paused := time.Now()
+			deadline := paused.Add(3 * outageTTL)
+			for time.Since(paused) <= outageTTL || !o.beats.failedSince(failed) {
+				if time.Now().After(deadline) {
+					o.srv.Resume(t)
+					t.Fatalf("heartbeats and sweeps failed per process after %v of stall: %v, want one more than %v each", 3*outageTTL, o.beats.failed(), failed)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			o.srv.Resume(t)
+			t.Logf("stalled %v; heartbeats and sweeps failed per process: %v", time.Since(paused).Round(time.Millisecond), o.beats.failed())
 		}},
-		{"OneProcessCutOffPastHoldTTL", redistest.NoPersistence, func(t *testing.T, _ *redistest.Server, b *cutProxy, a *events.Tracker) {
+		{"OneProcessCutOffPastHoldTTL", redistest.NoPersistence, func(t *testing.T, o *outage) {
+			a, b := o.a, o.b
 			b.Cut()
 			// Until a has swept bob (b's hold on carol goes too; a's stays).
 			deadline := time.Now().Add(outageTTL + 2*outageTTL/3 + time.Second)
@@ -72,12 +93,13 @@ func TestPresenceRedisOutage(t *testing.T) {
 	}
 }
 
-func testPresenceRedisOutage(t *testing.T, srv *redistest.Server, fault func(*testing.T, *redistest.Server, *cutProxy, *events.Tracker)) {
+func testPresenceRedisOutage(t *testing.T, srv *redistest.Server, fault func(*testing.T, *outage)) {
 	ctx := context.Background()
 	const prefix = "relaytest:presence-outage:"
 	cfg := events.PresenceConfig{HoldTTL: outageTTL}
 	every := outageTTL / 3
-	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
+	beats := newBeatCounter(slog.NewTextHandler(t.Output(), nil), "a", "b")
+	logger := slog.New(beats)
 
 	mem := store.NewMemory(events.Retention{})
 	hub := events.NewHub(mem, events.HubOptions{Logger: logger})
@@ -131,7 +153,7 @@ func testPresenceRedisOutage(t *testing.T, srv *redistest.Server, fault func(*te
 	drain()
 	seen = nil
 
-	fault(t, srv, proxy, a)
+	fault(t, &outage{srv: srv, b: proxy, a: a, beats: beats})
 	back := time.Now()
 	// One heartbeat, the loop's tick, and a second for a machine under load.
 	deadline := back.Add(every + loopTick + time.Second)
@@ -161,6 +183,76 @@ func testPresenceRedisOutage(t *testing.T, srv *redistest.Server, fault func(*te
 		}
 	}
 	t.Logf("announced after the outage: %q", seen)
+}
+
+// outage is what a fault acts on: the Redis, b's way to it, process a, and
+// the count of each process's failed heartbeats and sweeps.
+type outage struct {
+	srv   *redistest.Server
+	b     *cutProxy
+	a     *events.Tracker
+	beats *beatCounter
+}
+
+// beatCounter is a slog.Handler in front of the test's log that counts,
+// per process (the logger's "process" attribute), the heartbeats and sweeps
+// that failed (the tracker logs each).
+type beatCounter struct {
+	slog.Handler
+	process string
+	counts  map[string]*atomic.Int64 // made for every process up front
+}
+
+func newBeatCounter(h slog.Handler, processes ...string) *beatCounter {
+	b := &beatCounter{Handler: h, counts: map[string]*atomic.Int64{}}
+	for _, p := range processes {
+		b.counts[p] = new(atomic.Int64)
+	}
+	return b
+}
+
+func (b *beatCounter) Handle(ctx context.Context, r slog.Record) error {
+	if n := b.counts[b.process]; n != nil && (strings.HasPrefix(r.Message, "presence: heartbeat failed") || r.Message == "presence: sweep failed") {
+		n.Add(1)
+	}
+	return b.Handler.Handle(ctx, r)
+}
+
+func (b *beatCounter) WithAttrs(attrs []slog.Attr) slog.Handler {
+	c := *b
+	c.Handler = b.Handler.WithAttrs(attrs)
+	for _, a := range attrs {
+		if a.Key == "process" {
+			c.process = a.Value.String()
+		}
+	}
+	return &c
+}
+
+func (b *beatCounter) WithGroup(name string) slog.Handler {
+	c := *b
+	c.Handler = b.Handler.WithGroup(name)
+	return &c
+}
+
+// failed returns each process's failed heartbeats and sweeps so far.
+func (b *beatCounter) failed() map[string]int64 {
+	m := map[string]int64{}
+	for p, n := range b.counts {
+		m[p] = n.Load()
+	}
+	return m
+}
+
+// failedSince reports whether every process has failed a heartbeat or a
+// sweep since before was taken.
+func (b *beatCounter) failedSince(before map[string]int64) bool {
+	for p, n := range b.counts {
+		if n.Load() <= before[p] {
+			return false
+		}
+	}
+	return true
 }
 
 // online reports whether tr lists exactly want in project 1, alice viewing 42.

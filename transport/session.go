@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"time"
+	"unsafe"
 
 	"github.com/relaydev/relay/events"
 )
@@ -201,8 +202,12 @@ func (ss *session) history(ctx context.Context) error {
 // rare paths are other functions), so that the goroutine fits the runtime's
 // smallest stack (2 KiB) with its deepest write (a flush under a fresh write
 // deadline). A stack once grown stays grown: the GC halves a parked stack
-// only when under a quarter of it is in use. TestIdleStreamStacks checks it.
-func (ss *session) live(ctx context.Context) error {
+// only when under a quarter of it is in use. The runtime still grows it now
+// and then (see run); on a stream's own goroutine (small), live then returns
+// errStackGrew after the wake that found its stack moved, for run to go on
+// in a fresh goroutine. TestIdleStreamStacks checks it.
+func (ss *session) live(ctx context.Context, small bool) error {
+	at := frameAddr()
 	for {
 		var err error
 		switch w, end := ss.wait(ctx.Done()); w {
@@ -220,7 +225,44 @@ func (ss *session) live(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if small && frameAddr() != at {
+			return errStackGrew
+		}
 	}
+}
+
+// run is a stream goroutine's life: the live loop, then end with the error
+// that ended it. The runtime grows the loop's 2 KiB stack now and then, for
+// good (see live), on paths no frame of relay's can make shallower: an
+// allocation that finds its span full sweeps, or assists the collector,
+// deeper than 2 KiB allows, and the select in wait allocates the records of
+// its waits (sudogs) and grows the timer heap on the waiting goroutine. Left
+// alone, idle streams grew to 4 KiB one garbage collection after another (a
+// quarter of 512 streams within 140 collections, in a test). So when live
+// finds its stack grown, run goes on in a fresh goroutine, which starts at
+// the smallest stack, and this one exits with the grown stack: only a
+// stream whose last wait grew it stays grown, until its next wake.
+func (ss *session) run(ctx context.Context, end func(error)) {
+	if err := ss.live(ctx, true); err != errStackGrew {
+		end(err)
+		return
+	}
+	go ss.run(ctx, end)
+}
+
+// errStackGrew is live's report that its goroutine's stack grew (run goes
+// on in a fresh goroutine); it never ends a stream.
+var errStackGrew = errors.New("transport: the live loop's stack grew")
+
+// frameAddr returns an address in its own frame, which lies at the same
+// place below its caller's frame at every call: called twice from one
+// function, it returns two values only when the stack was moved between
+// the calls, as the runtime does to grow (or shrink) it.
+//
+//go:noinline
+func frameAddr() uintptr {
+	var b byte
+	return uintptr(unsafe.Pointer(&b))
 }
 
 // wake is what woke a session parked in wait.

@@ -95,7 +95,7 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 		ctx := c.Request().Context()
 		err := ss.history(ctx)
 		if err == nil {
-			err = ss.live(ctx)
+			err = ss.live(ctx, false) // the handler's own stack: no need to keep it small
 		}
 		ss.finish(ctx, err)
 		return nil
@@ -125,7 +125,7 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 		finish(err)
 		return nil
 	}
-	go func() { finish(ss.live(ctx)) }()
+	go ss.run(ctx, finish)
 	return nil
 }
 

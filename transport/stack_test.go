@@ -7,6 +7,7 @@ package transport_test
 
 import (
 	"bufio"
+	"math"
 	"net"
 	"net/url"
 	"runtime"
@@ -57,8 +58,10 @@ func TestIdleStreamStacks(t *testing.T) {
 			perStream := float64(goroutines2-goroutines) / idleStreams
 			bytesPerStream := float64(int64(stack2)-int64(stack)) / idleStreams
 			t.Logf("%s: %d streams: %.2f goroutines and %.0f B of stack each", kind, idleStreams, perStream, bytesPerStream)
-			if perStream != 2 {
-				t.Errorf("goroutines per idle stream: got %.2f, want 2 (writer and reader)", perStream)
+			// Rounded: a session handing its stream over to a fresh
+			// goroutine (see session.run) is two for a moment.
+			if math.Round(perStream*100) != 200 {
+				t.Errorf("goroutines per idle stream: got %.3f, want 2 (writer and reader)", perStream)
 			}
 			if limit := idleStack[kind] + stackSlack; bytesPerStream > limit {
 				t.Errorf("stack per idle stream: got %.0f B, want at most %.0f (%.0f B of goroutine stacks, and %d B of slack)",
@@ -76,12 +79,16 @@ func TestIdleStreamStacks(t *testing.T) {
 var idleStack = map[string]float64{"sse": 2 * minStack, "websocket": minStack + 2*minStack}
 
 // stackSlack is what a stream may hold above idleStack on average: stack
-// spans part-used, and the few sessions that still grow on a rare deep
-// path of the runtime's (a contended lock while the select parks on the
-// timer channel). Measured on linux/amd64 (two loaded cores): 4,352-4,672
-// B per SSE stream; 6,272-6,528 B before the live loop was made small,
-// when every session grew to 4 KiB. The WebSocket check is the looser one
-// (5,056-6,144 B now, 6,784-8,064 B before): its reader's stack dominates.
+// spans part-used (the stacks of goroutines gone, in spans that live ones
+// keep), and the sessions whose last wait the runtime grew (the select's
+// sudogs, the timer heap or a sweep allocated on their goroutine: see
+// session.run), which stay at 4 KiB until their next wake. Measured on
+// linux/amd64 (two loaded cores, load average 6-12): 4,032-4,864 B per SSE
+// stream; 4,352-5,440 B (failing) while sessions kept a stack the runtime
+// grew, 6,272-6,528 B before the live loop was made small, when every
+// session grew to 4 KiB. The WebSocket check is the looser one (2,560-4,096
+// B now; 5,056-6,144 B, and 6,784-8,064 B, before): its reader's stack
+// dominates.
 const stackSlack = 1 << 10
 
 // stackInUse collects twice (the first GC may only mark stacks to shrink)

@@ -117,7 +117,7 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 }
 
 // live runs the live session, then ends the stream.
-func (ws *wsConn) live(ctx context.Context) { ws.finish(ctx, ws.ss.live(ctx)) }
+func (ws *wsConn) live(ctx context.Context) { ws.ss.run(ctx, func(err error) { ws.finish(ctx, err) }) }
 
 // finish ends the stream: the ending (unless the client is gone), a wait
 // of up to closeLinger for the client's answering close (or, for a client

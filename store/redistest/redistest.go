@@ -8,7 +8,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -69,6 +71,41 @@ func answers(addr string) bool {
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')
 	return err == nil && line == "+PONG\r\n"
+}
+
+// errPortTaken: the port found free was another redis-server's by the
+// time the one launched on it tried to bind it.
+var errPortTaken = errors.New("port taken")
+
+// serverPID returns the process id of the Redis that answers at addr (from
+// INFO server), and whether one answered.
+func serverPID(addr string) (int, bool) {
+	c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+	if err != nil {
+		return 0, false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("INFO server\r\n")); err != nil {
+		return 0, false
+	}
+	r := bufio.NewReader(c)
+	head, err := r.ReadString('\n')
+	n, aerr := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
+	if err != nil || aerr != nil || !strings.HasPrefix(head, "$") {
+		return 0, false
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, false
+	}
+	for line := range strings.SplitSeq(string(body), "\r\n") {
+		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
+			pid, err := strconv.Atoi(v)
+			return pid, err == nil
+		}
+	}
+	return 0, false
 }
 
 // start runs redis-server on a free port as a child of this process, for
@@ -134,8 +171,19 @@ func launch(port int, dir string, p Persistence) (*exec.Cmd, error) {
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if answers(addr) {
+		// The server that answers must be this one: when another took the
+		// port meanwhile (another test's, in this process or another), this
+		// one fails to bind and exits, and a test would pause, stop and
+		// write to a Redis not its own without knowing it.
+		switch pid, ok := serverPID(addr); {
+		case !ok:
+			continue
+		case pid == cmd.Process.Pid:
 			return cmd, nil
+		default:
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return nil, fmt.Errorf("redistest: port %d is another redis-server's (pid %d): %w", port, pid, errPortTaken)
 		}
 	}
 	_ = cmd.Process.Kill()
@@ -163,14 +211,25 @@ func NewServer(t testing.TB) *Server { return NewServerWith(t, NoPersistence) }
 // NewServerWith is NewServer keeping data as p says, in a directory of t's.
 func NewServerWith(t testing.TB, p Persistence) *Server {
 	t.Helper()
-	port, err := freePort()
-	if err != nil {
-		t.Fatalf("redistest: find a free port: %v", err)
+	dir := t.TempDir()
+	for range 3 { // a free port can be taken between finding and binding it
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("redistest: find a free port: %v", err)
+		}
+		cmd, err := launch(port, dir, p)
+		if errors.Is(err, errPortTaken) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &Server{URL: urlOf(port), Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), port: port, dir: dir, p: p, cmd: cmd}
+		t.Cleanup(func() { s.Stop(t) })
+		return s
 	}
-	s := &Server{URL: urlOf(port), Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), port: port, dir: t.TempDir(), p: p}
-	s.Start(t)
-	t.Cleanup(func() { s.Stop(t) })
-	return s
+	t.Fatalf("redistest: three free ports in a row were taken before redis-server bound them")
+	return nil
 }
 
 // Stop kills the server at once with SIGKILL, as a crash would (a paused
