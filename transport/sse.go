@@ -105,7 +105,7 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 		conn.Close()
 		return nil
 	}
-	w.out = &connWriter{conn: conn, timeout: s.cfg.WriteTimeout}
+	w.out = &connWriter{out: newSockWriter(conn), timeout: s.cfg.WriteTimeout}
 	ctx, cancel := context.WithCancel(context.Background())
 	gone := make(chan struct{})
 	go watchClose(conn, cancel, gone)

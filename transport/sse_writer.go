@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 )
 
 // frameWriter is where a stream's bytes go: Write buffers, Flush sends what
-// is buffered under a fresh write deadline, so a client that stops reading is
-// dropped after WriteTimeout instead of pinning a goroutine and its buffers.
+// is buffered within WriteTimeout, so a client that stops reading is dropped
+// after it instead of pinning a goroutine and its buffers (see sockWriter).
 type frameWriter interface {
 	Write(p []byte) (int, error)
 	Flush() error
@@ -65,53 +64,22 @@ func resetOnClose(conn net.Conn) {
 	}
 }
 
-// streamBuffers lend write buffers to streams for one burst at a time: an
-// idle stream holds none.
-var streamBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
-
-// maxBurst is the most a stream buffers before it writes; maxPooled the
-// largest buffer returned to the pool.
-const (
-	maxBurst  = 64 << 10
-	maxPooled = 256 << 10
-)
-
 // connWriter writes to a hijacked connection.
 type connWriter struct {
-	conn    net.Conn
-	buf     *[]byte // nil between bursts
+	out     sockWriter
 	timeout time.Duration
 }
 
 func (w *connWriter) Write(p []byte) (int, error) {
-	if w.buf == nil {
-		w.buf = streamBuffers.Get().(*[]byte)
-	}
-	*w.buf = append(*w.buf, p...)
-	if len(*w.buf) >= maxBurst {
+	b := w.out.buf()
+	*b = append(*b, p...)
+	if len(*b) >= maxBurst {
 		return len(p), w.Flush()
 	}
 	return len(p), nil
 }
 
-func (w *connWriter) Flush() error {
-	if w.buf == nil {
-		return nil
-	}
-	buf := w.buf
-	w.buf = nil
-	defer func() {
-		if cap(*buf) <= maxPooled {
-			*buf = (*buf)[:0]
-			streamBuffers.Put(buf)
-		}
-	}()
-	if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
-		return err
-	}
-	_, err := w.conn.Write(*buf)
-	return err
-}
+func (w *connWriter) Flush() error { return w.out.flush(w.timeout) }
 
 // responseWriter writes through net/http, where the connection cannot be
 // taken over (HTTP/2).

@@ -66,7 +66,7 @@ type wsConn struct {
 	ended    bool         // a message asked to end the stream: handle nothing more
 	closing  atomic.Bool  // the writer is ending the stream: the reader drops messages
 
-	buf       *[]byte    // frames not yet written; nil between bursts
+	out       sockWriter // frames not yet written, and how they are
 	wmu       sync.Mutex // holds flushes and control frames apart (see wsFrame)
 	closeSent bool       // under wmu: a close frame went out, nothing follows it
 }
@@ -103,6 +103,7 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	ws := &wsConn{srv: s, conn: conn.NetConn(), sub: o.sub, id: o.id, cfg: &s.cfg, projects: presenceProjects(o.channels),
 		replies: make(chan reply), open: o, cancel: cancel}
+	ws.out = newSockWriter(ws.conn)
 	ws.frames = newFrameWaiter(ws.conn)
 	_ = ws.conn.SetReadDeadline(time.Time{}) // none is left from the request: silence is timed by heartbeat
 	ws.ss = s.newSession(o, ws, ws.replies)
@@ -197,17 +198,17 @@ func closeMessage(code int, reason string) []byte {
 // The session's frames go out through the connection's own write buffer,
 // not gorilla's writers: each event's text frame is encoded once for every
 // connection (wsFrame), a burst of them is appended to a pooled buffer
-// (idle connections hold none) and written in one Write on flush, with one
-// deadline. No compression is negotiated (the upgrader does not enable
+// (idle connections hold none) and written in one write on flush
+// (sockWriter, as SSE's). No compression is negotiated (the upgrader does not enable
 // it); were it ever, these uncompressed frames would still be valid
 // (permessage-deflate leaves RSV1 clear on them).
 //
-// Control frames are written one per Write (writeControl): the session's
+// Control frames are written one per write (writeControl): the session's
 // close (after a flush of what it has buffered, so it never lands inside
 // it), and from the reader goroutine a pong to a client's ping, the answer
 // to a client's close and the close for a client's protocol error. wmu
 // holds those and every flush apart, so a control frame's deadline never
-// cuts short a flush in progress. Every Write holds whole frames, so frames
+// cuts short a flush in progress. Every write holds whole frames, so frames
 // never interleave.
 
 // wsFrame is an event's message as one unmasked server text frame (RFC 6455
@@ -253,8 +254,8 @@ func (ws *wsConn) heartbeat() error {
 	if silent := time.Duration(time.Now().UnixNano() - ws.lastRead.Load()); silent > 2*ws.cfg.Heartbeat+ws.cfg.WriteTimeout {
 		return writeError{errPeerSilent}
 	}
-	ws.take()
-	*ws.buf = append(*ws.buf, pingFrame...)
+	b := ws.out.buf()
+	*b = append(*b, pingFrame...)
 	return ws.flush()
 }
 
@@ -272,56 +273,40 @@ func (ws *wsConn) end(e ending) error {
 
 // text appends a text frame of msg (a control message of relay's).
 func (ws *wsConn) text(msg []byte) error {
-	ws.take()
-	*ws.buf = appendTextFrame(*ws.buf, msg)
+	b := ws.out.buf()
+	*b = appendTextFrame(*b, msg)
 	return ws.full()
 }
 
 // write appends a whole frame.
 func (ws *wsConn) write(frame []byte) error {
-	ws.take()
-	*ws.buf = append(*ws.buf, frame...)
+	b := ws.out.buf()
+	*b = append(*b, frame...)
 	return ws.full()
-}
-
-func (ws *wsConn) take() {
-	if ws.buf == nil {
-		ws.buf = streamBuffers.Get().(*[]byte)
-	}
 }
 
 // full writes the buffer once it holds a burst's worth (maxBurst, as SSE).
 func (ws *wsConn) full() error {
-	if len(*ws.buf) >= maxBurst {
+	if ws.out.buffered() >= maxBurst {
 		return ws.flush()
 	}
 	return nil
 }
 
-// flush writes what is buffered in one Write under a fresh deadline and
+// flush writes what is buffered in one write within WriteTimeout and
 // returns the buffer to the pool.
 func (ws *wsConn) flush() error {
-	if ws.buf == nil {
+	if ws.out.buffered() == 0 {
+		ws.out.discard()
 		return nil
 	}
-	buf := ws.buf
-	ws.buf = nil
-	defer func() {
-		if cap(*buf) <= maxPooled {
-			*buf = (*buf)[:0]
-			streamBuffers.Put(buf)
-		}
-	}()
 	ws.wmu.Lock()
 	defer ws.wmu.Unlock()
 	if ws.closeSent {
+		ws.out.discard()
 		return writeError{websocket.ErrCloseSent}
 	}
-	if err := ws.conn.SetWriteDeadline(time.Now().Add(ws.cfg.WriteTimeout)); err != nil {
-		return writeError{err}
-	}
-	_, err := ws.conn.Write(*buf)
-	return wsWrite(err)
+	return wsWrite(ws.out.flush(ws.cfg.WriteTimeout))
 }
 
 // control flushes what is buffered, then writes a control frame through
@@ -346,11 +331,7 @@ func (ws *wsConn) writeControl(kind int, data []byte, timeout time.Duration) err
 	if kind == websocket.CloseMessage {
 		ws.closeSent = true
 	}
-	if err := ws.conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
-		return err
-	}
-	_, err := ws.conn.Write(b)
-	return err
+	return ws.out.writeNow(b, timeout)
 }
 
 // wsWrite marks a failed write as the client's (see writeError).

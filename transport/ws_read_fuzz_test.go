@@ -49,7 +49,7 @@ func FuzzClientFrames(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c := &bytesConn{in: bytes.NewReader(in)}
 		cfg := Config{}.withDefaults()
-		ws := &wsConn{conn: c, cfg: &cfg, ended: true}
+		ws := &wsConn{conn: c, out: newSockWriter(c), cfg: &cfg, ended: true}
 		ended := false
 		for range len(in) + 1 { // each frame read takes at least two bytes, or fails
 			if _, err := ws.readFrame(); err != nil {

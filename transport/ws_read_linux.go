@@ -47,9 +47,9 @@ func newFrameWaiter(conn net.Conn) *frameWaiter {
 type frameWaiter struct {
 	raw      syscall.RawConn
 	peekFunc func(fd uintptr) bool
-	peeked   [emptyPongLen]byte
-	pong     bool  // peek consumed an empty pong
-	err      error // peek could not consume a pong it saw whole
+	onPong   func() error           // await's, for peek
+	peeked   [emptyPongLen + 1]byte // a pong, and whether anything follows it
+	err      error                  // peek could not consume a pong it saw whole, or onPong failed
 }
 
 // errPongShort: a read of a pong already peeked whole returned less.
@@ -63,21 +63,11 @@ func (w *frameWaiter) await(onPong func() error) error {
 	if w == nil {
 		return nil
 	}
-	for {
-		w.pong = false
-		if err := w.raw.Read(w.peekFunc); err != nil {
-			return err
-		}
-		if w.err != nil {
-			return w.err
-		}
-		if !w.pong {
-			return nil
-		}
-		if err := onPong(); err != nil {
-			return err
-		}
+	w.onPong = onPong
+	if err := w.raw.Read(w.peekFunc); err != nil {
+		return err
 	}
+	return w.err
 }
 
 // pongPrefix is how many bytes of p begin an empty pong: emptyPongLen for a
@@ -94,6 +84,11 @@ func pongPrefix(p []byte) int {
 // peek is RawConn.Read's function: true when a frame to read (or an
 // end) is there, false to wait for the socket to be readable. RawRead calls
 // it before it waits, so it checks readiness itself: a non-blocking peek.
+// An empty pong is consumed (and onPong called) here; when nothing followed
+// it, peek waits again at once, without a peek that would find nothing:
+// RawRead's wait returns for whatever came since RawRead began (its poll
+// descriptor keeps that readiness), so a frame that came after the peek
+// is not missed.
 func (w *frameWaiter) peek(fd uintptr) bool {
 	for {
 		n, _, err := syscall.Recvfrom(int(fd), w.peeked[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
@@ -107,7 +102,13 @@ func (w *frameWaiter) peek(fd uintptr) bool {
 		}
 		switch pongPrefix(w.peeked[:n]) {
 		case emptyPongLen:
-			return w.consume(int(fd))
+			if !w.consume(int(fd)) {
+				return true // the read reports w.err
+			}
+			if n == emptyPongLen {
+				return false // the pong alone: wait for the next frame
+			}
+			continue // something follows it: look at it
 		case -1:
 			return true // another frame: readFrame reads it
 		}
@@ -115,17 +116,19 @@ func (w *frameWaiter) peek(fd uintptr) bool {
 	}
 }
 
-// consume reads the empty pong peek saw whole off the socket.
+// consume reads the empty pong peek saw whole off the socket and calls
+// onPong; false (w.err set) when either fails.
 func (w *frameWaiter) consume(fd int) bool {
 	for {
-		n, err := syscall.Read(fd, w.peeked[:])
+		n, err := syscall.Read(fd, w.peeked[:emptyPongLen])
 		if err == syscall.EINTR {
 			continue
 		}
 		if err != nil || n != emptyPongLen {
 			w.err = errPongShort
+			return false
 		}
-		w.pong = true
-		return true
+		w.err = w.onPong()
+		return w.err == nil
 	}
 }

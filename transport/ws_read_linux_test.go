@@ -149,6 +149,7 @@ func testReader(s *Server, c echo.Context) (*wsConn, error) {
 	}
 	ws := &wsConn{srv: s, conn: conn.NetConn(), cfg: &s.cfg, id: &auth.Identity{UserID: "1"},
 		replies: make(chan reply, 1)}
+	ws.out = newSockWriter(ws.conn)
 	ws.frames = newFrameWaiter(ws.conn)
 	return ws, nil
 }
