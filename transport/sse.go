@@ -163,7 +163,12 @@ func (w *sseWire) welcome(msg []byte) error {
 	return w.writeScratch(p, append(b, "\n\n"...))
 }
 
-func (w *sseWire) heartbeat() error { return w.write([]byte(":\n\n")) }
+// heartbeat writes a comment. Its bytes are shared: every writer copies what
+// it is given, and a conversion here would allocate on each heartbeat, on the
+// session's small stack.
+func (w *sseWire) heartbeat() error { return w.write(sseHeartbeat) }
+
+var sseHeartbeat = []byte(":\n\n")
 
 // reply is never called: an SSE client sends nothing.
 func (w *sseWire) reply([]byte) error {
