@@ -6,8 +6,6 @@
 package transport_test
 
 import (
-	"bufio"
-	"net"
 	"net/url"
 	"runtime"
 	"strings"
@@ -85,19 +83,7 @@ func openPresenceSSE(t *testing.T, r *relay, n int) {
 		t.Fatal(err)
 	}
 	for range n {
-		conn, err := net.Dial("tcp", u.Host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		_ = conn.SetDeadline(time.Now().Add(4 * wait))
-		req := "GET /events/projects/1/presence HTTP/1.1\r\nHost: " + u.Host +
-			"\r\nAccept: text/event-stream\r\nAuthorization: Bearer " + alice(t) + "\r\n\r\n"
-		if _, err := conn.Write([]byte(req)); err != nil {
-			t.Fatal(err)
-		}
-		br := bufio.NewReaderSize(conn, 256)
-		readUntil(t, br, "event: connection_established")
+		readUntil(t, dialRawSSE(t, u.Host, "/events/projects/1/presence"), "event: connection_established")
 	}
 }
 

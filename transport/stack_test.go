@@ -118,18 +118,7 @@ func openRawSSE(t *testing.T, r *relay, n int) *rawStreams {
 	}
 	s := &rawStreams{kind: "sse"}
 	for range n {
-		conn, err := net.Dial("tcp", u.Host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		_ = conn.SetDeadline(time.Now().Add(4 * wait))
-		req := "GET /events/projects/1/tickets HTTP/1.1\r\nHost: " + u.Host +
-			"\r\nAccept: text/event-stream\r\nAuthorization: Bearer " + alice(t) + "\r\n\r\n"
-		if _, err := conn.Write([]byte(req)); err != nil {
-			t.Fatal(err)
-		}
-		br := bufio.NewReaderSize(conn, 256)
+		br := dialRawSSE(t, u.Host, "/events/projects/1/tickets")
 		if line := readLine(t, br); !strings.HasPrefix(line, "HTTP/1.1 200") {
 			t.Fatalf("status line: got %q, want 200", line)
 		}
@@ -137,6 +126,25 @@ func openRawSSE(t *testing.T, r *relay, n int) *rawStreams {
 		readUntil(t, br, "event: connection_established")
 	}
 	return s
+}
+
+// dialRawSSE opens an SSE stream on path as alice over a plain TCP
+// connection, closed at the test's end, and returns its reader, at the
+// status line.
+func dialRawSSE(t *testing.T, host, path string) *bufio.Reader {
+	t.Helper()
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(4 * wait))
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + host +
+		"\r\nAccept: text/event-stream\r\nAuthorization: Bearer " + alice(t) + "\r\n\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	return bufio.NewReaderSize(conn, 256)
 }
 
 func openRawWS(t *testing.T, r *relay, n int) *rawStreams {

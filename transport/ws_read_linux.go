@@ -29,12 +29,8 @@ const emptyPongLen = 6
 // newFrameWaiter returns a frameWaiter over conn's socket, or nil when
 // conn has no file descriptor to wait on.
 func newFrameWaiter(conn net.Conn) *frameWaiter {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
+	raw := rawSocket(conn)
+	if raw == nil {
 		return nil
 	}
 	w := &frameWaiter{raw: raw}
