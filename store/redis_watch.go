@@ -51,8 +51,7 @@ type redisSub struct {
 	// progress; shards' readers call at once without waiting on each other.
 	mu      sync.RWMutex
 	stopped bool
-	deliver func(*events.Event)   // Watch's, or nil
-	batch   func([]*events.Event) // WatchBatches', or nil
+	deliver func([]*events.Event) // a message's events (Watch's hands them on one at a time)
 	resync  func()
 }
 
@@ -79,14 +78,11 @@ type redisSub struct {
 // (Redis 7 sends sunsubscribe): the shard subscribes again where the slot is
 // now and resyncs them.
 func (r *Redis) Watch(ctx context.Context, deliver func(*events.Event), resync func()) (func(), error) {
-	if err := ctx.Err(); err != nil {
-		return nil, r.fail("watch", err)
-	}
-	s := &redisSub{deliver: deliver, resync: resync}
-	if err := r.watcher.add(s); err != nil {
-		return nil, err
-	}
-	return func() { r.watcher.remove(s) }, nil
+	return r.WatchBatches(ctx, func(evs []*events.Event) {
+		for _, ev := range evs {
+			deliver(ev)
+		}
+	}, resync)
 }
 
 // WatchBatches is Watch delivering the events of each Pub/Sub message (all
@@ -97,7 +93,7 @@ func (r *Redis) WatchBatches(ctx context.Context, deliver func([]*events.Event),
 	if err := ctx.Err(); err != nil {
 		return nil, r.fail("watch", err)
 	}
-	s := &redisSub{batch: deliver, resync: resync}
+	s := &redisSub{deliver: deliver, resync: resync}
 	if err := r.watcher.add(s); err != nil {
 		return nil, err
 	}
@@ -237,19 +233,13 @@ func (w *redisWatcher) release(name string, l *listener) {
 	}
 }
 
-// deliver is the per-message path: one atomic load, then each Watch (an
-// event at a time) and WatchBatches (the message's events at once).
+// deliver is the per-message path: one atomic load, then the message's
+// events to each watcher at once.
 func (w *redisWatcher) deliver(evs []*events.Event) {
 	for _, s := range *w.subs.Load() {
 		s.mu.RLock()
-		switch {
-		case s.stopped:
-		case s.batch != nil:
-			s.batch(evs)
-		default:
-			for _, ev := range evs {
-				s.deliver(ev)
-			}
+		if !s.stopped {
+			s.deliver(evs)
 		}
 		s.mu.RUnlock()
 	}
