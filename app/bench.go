@@ -215,6 +215,9 @@ func (o *benchOpts) run(ctx context.Context, t *benchTarget, tr string, c figure
 	}
 	fmt.Fprintf(o.out, "  %d publishers, one channel, %d subscribers: %.0f accepted/s%s, %.1f%% delivered (%d of %d subscribers dropped)%s\n",
 		o.publishers, o.pubSubscribers, p.accepted, ratio(p.accepted, c.accepted), 100*p.delivered, p.dropped, o.pubSubscribers, cpu)
+	if cost := p.spent.String(); cost != "" {
+		fmt.Fprintf(o.out, "    CPU per event: %s\n", cost)
+	}
 
 	if o.catchup > 0 && !t.bare {
 		med, worst, err := o.catchupTime(ctx, t, tr)

@@ -78,21 +78,21 @@ func TestBenchDefaultsAreQuick(t *testing.T) {
 	}
 }
 
-func TestStatTicks(t *testing.T) {
+func TestStatTimes(t *testing.T) {
 	tests := []struct {
 		name, stat string
-		want       int64
+		user, sys  int64
 	}{
-		{"plain", "42 (relay) S 1 42 42 0 -1 4194560 900 0 0 0 7 3 0 0 20 0 9", 10},
-		{"name with spaces and parentheses", "42 (a) b (c) R 1 42 42 0 -1 4194560 900 0 0 0 120 35 0 0", 155},
-		{"truncated", "42 (relay) S 1 42 42", -1},
-		{"no name", "garbage", -1},
-		{"not numbers", "42 (relay) S 1 42 42 0 -1 4194560 900 0 0 0 x y 0 0", -1},
+		{"plain", "42 (relay) S 1 42 42 0 -1 4194560 900 0 0 0 7 3 0 0 20 0 9", 7, 3},
+		{"name with spaces and parentheses", "42 (a) b (c) R 1 42 42 0 -1 4194560 900 0 0 0 120 35 0 0", 120, 35},
+		{"truncated", "42 (relay) S 1 42 42", -1, -1},
+		{"no name", "garbage", -1, -1},
+		{"not numbers", "42 (relay) S 1 42 42 0 -1 4194560 900 0 0 0 x y 0 0", -1, -1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := statTicks(tc.stat); got != tc.want {
-				t.Errorf("statTicks(%q) = %d, want %d", tc.stat, got, tc.want)
+			if u, s := statTimes(tc.stat); u != tc.user || s != tc.sys {
+				t.Errorf("statTimes(%q) = %d, %d, want %d, %d", tc.stat, u, s, tc.user, tc.sys)
 			}
 		})
 	}
@@ -103,8 +103,8 @@ func TestProcReadings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := statTicks(string(stat)); got < 0 {
-		t.Errorf("statTicks of this process = %d, want ≥ 0", got)
+	if u, s := statTimes(string(stat)); u < 0 || s < 0 {
+		t.Errorf("statTimes of this process = %d, %d, want ≥ 0", u, s)
 	}
 	status, err := os.ReadFile("/proc/self/status")
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/relaydev/relay/auth"
 )
 
@@ -20,6 +22,7 @@ import (
 type benchTarget struct {
 	name, url, secret string
 	bare              bool
+	redis             *redis.Client // the redis store's Redis, for its CPU time (nil: none)
 	cmd               *exec.Cmd
 	waited            chan struct{}
 }
@@ -34,6 +37,9 @@ func startBenchTarget(ctx context.Context, store, redisURL string) (*benchTarget
 		"RELAY_CONNECT_RATE=1000000", "RELAY_CONNECT_BURST=1000000")
 	if store == "redis" {
 		env = append(env, "REDIS_URL="+redisURL, "RELAY_REDIS_PREFIX=relaybench:"+randomSecret()[:8]+":")
+		if opt, err := redis.ParseURL(redisURL); err == nil {
+			t.redis = redis.NewClient(opt)
+		}
 	}
 	return t, t.start(ctx, []string{"serve"}, env)
 }
@@ -76,6 +82,9 @@ func (t *benchTarget) start(ctx context.Context, args, env []string) error {
 }
 
 func (t *benchTarget) stop() {
+	if t.redis != nil {
+		_ = t.redis.Close()
+	}
 	if t.cmd == nil {
 		return
 	}
@@ -110,9 +119,6 @@ func (t *benchTarget) procFile(name string) string {
 // rss is the target's resident memory in bytes, or 0 when unknown.
 func (t *benchTarget) rss() int64 { return statusKiB(t.procFile("status"), "VmRSS:") << 10 }
 
-// cpuTicks is the target's user and system CPU time in clock ticks, or -1.
-func (t *benchTarget) cpuTicks() int64 { return statTicks(t.procFile("stat")) }
-
 // fileLimit is the target's soft limit on open files, or 0 when unknown.
 func (t *benchTarget) fileLimit() uint64 {
 	for line := range strings.Lines(t.procFile("limits")) {
@@ -127,7 +133,8 @@ func (t *benchTarget) fileLimit() uint64 {
 	return 0
 }
 
-// statusKiB reads a "Key:  123 kB" line of /proc/<pid>/status.
+// statusKiB reads a "Key:  123 kB" (or "Key: 123") line of
+// /proc/<pid>/status.
 func statusKiB(status, key string) int64 {
 	for line := range strings.Lines(status) {
 		if rest, ok := strings.CutPrefix(line, key); ok {
@@ -141,24 +148,25 @@ func statusKiB(status, key string) int64 {
 	return 0
 }
 
-// statTicks is utime+stime of a /proc/<pid>/stat line, or -1. The command
-// name (field 2) is in parentheses and may hold spaces and ')', so fields
-// are counted after its last ')': utime and stime are fields 14 and 15.
-func statTicks(stat string) int64 {
+// statTimes is utime and stime of a /proc/<pid>/stat line, in clock
+// ticks, or -1, -1. The command name (field 2) is in parentheses and may
+// hold spaces and ')', so fields are counted after its last ')': utime and
+// stime are fields 14 and 15.
+func statTimes(stat string) (user, sys int64) {
 	i := strings.LastIndexByte(stat, ')')
 	if i < 0 {
-		return -1
+		return -1, -1
 	}
 	f := strings.Fields(stat[i+1:]) // f[0] is field 3
 	if len(f) < 13 {
-		return -1
+		return -1, -1
 	}
 	u, err1 := strconv.ParseInt(f[11], 10, 64)
 	s, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return -1
+		return -1, -1
 	}
-	return u + s
+	return u, s
 }
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every

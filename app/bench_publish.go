@@ -17,6 +17,7 @@ type publishResult struct {
 	delivered float64 // events received / (accepted events × subscribers)
 	dropped   int     // subscribers whose stream ended before the last event
 	cpu       float64 // the server's CPU time per accepted event, µs, delivery included (0: unknown)
+	spent     spent   // what each accepted event cost, delivery included
 }
 
 // endMarker is the type of the event that tells the many-publishers
@@ -62,7 +63,7 @@ func (o *benchOpts) manyPublishers(ctx context.Context, t *benchTarget, tr strin
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.publishers * 2, DisableCompression: true}}
 	defer client.CloseIdleConnections()
 	tok := t.token(auth.Identity{UserID: "bench", Publish: []string{"*"}})
-	c0 := t.cpuTicks()
+	u0 := t.usage(ctx)
 	accepted, elapsed, err := publishFlat(ctx, client, t, tok, o.publishers, o.pubBatch, o.pubDuration)
 	if err != nil {
 		return res, err
@@ -72,9 +73,8 @@ func (o *benchOpts) manyPublishers(ctx context.Context, t *benchTarget, tr strin
 	}
 	waitOrCancel(&wg, cancel, 30*time.Second)
 	// CPU time, unlike rates, stays comparable on a loaded machine.
-	if c1 := t.cpuTicks(); c0 >= 0 && c1 >= c0 && accepted > 0 {
-		res.cpu = float64(c1-c0) / clockTicks * 1e6 / float64(accepted)
-	}
+	res.spent = t.usage(ctx).per(u0, float64(accepted))
+	res.cpu = max(res.spent.server, 0)
 	total := 0
 	for i := range got {
 		total += got[i]

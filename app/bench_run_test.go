@@ -11,7 +11,7 @@ import (
 
 // TestBenchAgainstRunningRelay runs every scenario, on both transports, with
 // tiny numbers against a relay started through run (--url: no child
-// processes, so no memory or CPU figures). It checks what the run reports,
+// processes, so no memory or server CPU figures: the bench's own CPU only). It checks what the run reports,
 // not how fast: nothing lost at a rate any machine keeps up with.
 func TestBenchAgainstRunningRelay(t *testing.T) {
 	r := start(t, map[string]string{"RELAY_JWT_SECRET": testSecret, "RELAY_LOG_LEVEL": "warn"})
@@ -29,8 +29,10 @@ func TestBenchAgainstRunningRelay(t *testing.T) {
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?s)SSE .*deliveries/s to 3 subscribers: +\d+ \(offered \d+/s; 0 lost\).*` +
 			`2 publishers, one channel, 2 subscribers: \d+ accepted/s, [\d.]+% delivered.*` +
+			`CPU per event: bench [\d.]+ µs \([\d.]+ in the kernel\).*` +
 			`catch-up over 20 missed events.*` +
-			`4 idle streams from 1 source addresses.*one event to every stream \(median of 5\): [\d.]+ ms; p99 per stream [\d.]+ ms; 0 receipts missing`),
+			`4 idle streams from 1 source addresses.*one event to every stream \(median of 5\): [\d.]+ ms; p99 per stream [\d.]+ ms; 0 receipts missing` +
+			`\s+CPU per event and stream: bench [\d.]+ µs`),
 		regexp.MustCompile(`(?s)WebSocket .*deliveries/s to 3 subscribers: +\d+ \(offered \d+/s; 0 lost\).*` +
 			`catch-up over 20 missed events.*0 receipts missing`),
 	} {

@@ -21,10 +21,12 @@ type scaleResult struct {
 	addrs   int
 	perConn idleResult // server memory growth per stream
 	cpu     float64    // idle CPU, % of one core (-1: unknown)
+	idle    spent      // what a second of idling cost
 	files   uint64     // the server's open file limit (0: unknown)
 	toAll   time.Duration
 	p99     time.Duration // over every stream's latency of every event
 	missing int           // receipts that never came
+	spent   spent         // what one event's delivery to one stream cost
 }
 
 // scaleEvent is one event's progress: when it was published, and the
@@ -79,20 +81,22 @@ func (o *benchOpts) scale(ctx context.Context, t *benchTarget, tr string) (scale
 	if err != nil {
 		return res, err
 	}
-	if c0 := t.cpuTicks(); c0 >= 0 {
-		start := time.Now()
-		if err := pause(ctx, o.idleCPU); err != nil {
-			return res, err
-		}
-		if c1 := t.cpuTicks(); c1 >= c0 {
-			res.cpu = 100 * float64(c1-c0) / clockTicks / time.Since(start).Seconds()
-		}
+	idle0, start := t.usage(ctx), time.Now()
+	if err := pause(ctx, o.idleCPU); err != nil {
+		return res, err
+	}
+	// Per second of the wait, so the CPU figures read as µs per second:
+	// server 20,000 µs is 2% of one core.
+	res.idle = t.usage(ctx).per(idle0, time.Since(start).Seconds())
+	if res.idle.server >= 0 {
+		res.cpu = res.idle.server / 1e4
 	}
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	defer client.CloseIdleConnections()
 	tok := t.token(auth.Identity{UserID: "bench", Publish: []string{"*"}})
 	toAll := make([]time.Duration, 0, scaleEvents)
+	u0 := t.usage(ctx)
 	for k, ev := range evs {
 		ev.sent = time.Now()
 		body := fmt.Appendf(nil, `{"channel":"project_4_tickets","type":"bench","data":{"n":%d}}`, k)
@@ -110,6 +114,7 @@ func (o *benchOpts) scale(ctx context.Context, t *benchTarget, tr string) (scale
 			return res, ctx.Err()
 		}
 	}
+	u1 := t.usage(ctx)
 	cancel()
 	wg.Wait() // every recv is final
 	var lat []time.Duration
@@ -126,6 +131,7 @@ func (o *benchOpts) scale(ctx context.Context, t *benchTarget, tr string) (scale
 		}
 		toAll = append(toAll, last)
 	}
+	res.spent = u1.per(u0, float64(len(lat)))
 	slices.Sort(toAll)
 	slices.Sort(lat)
 	res.toAll = toAll[len(toAll)/2]
@@ -142,8 +148,15 @@ func (o *benchOpts) printScale(s scaleResult, c figures) {
 			ratio(float64(s.perConn.rss), float64(c.scalePerConn)), s.perConn.goNote())
 	}
 	if s.cpu >= 0 {
-		fmt.Fprintf(o.out, "    idle CPU over %s:                        %.2f%% of one core\n", o.idleCPU, s.cpu)
+		fmt.Fprintf(o.out, "    idle CPU over %s:                        %.2f%% of one core (%.2f%% in the kernel)", o.idleCPU, s.cpu, s.idle.kernel/1e4)
+		if s.idle.switches >= 0 {
+			fmt.Fprintf(o.out, ", %.0f context switches/s", s.idle.switches)
+		}
+		fmt.Fprintf(o.out, "%s\n", s.idle.stealNote())
 	}
 	fmt.Fprintf(o.out, "    one event to every stream (median of %d): %s; p99 per stream %s; %d receipts missing\n",
 		scaleEvents, ms(s.toAll), ms(s.p99), s.missing)
+	if cost := s.spent.String(); cost != "" {
+		fmt.Fprintf(o.out, "    CPU per event and stream: %s\n", cost)
+	}
 }
