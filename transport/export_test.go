@@ -12,6 +12,10 @@ func LimitCounts(s *Server, user, ip string) (users, ips, tracked int) {
 	return s.limits.counts(user, ip)
 }
 
+// HandedBeats is how many heartbeats the server's beater left to the
+// streams' goroutines to send.
+func HandedBeats(s *Server) int64 { return s.beats.handed.Load() }
+
 // HandleClientMessage answers one WebSocket client message as the reader of
 // a fresh connection of id would (projects: the presence channels it reads),
 // for tests of the client-message parser without a connection: the message

@@ -18,6 +18,7 @@ func (w *beatWire) Reset(string) error        { return nil }
 func (w *beatWire) start() error              { return nil }
 func (w *beatWire) welcome([]byte) error      { return nil }
 func (w *beatWire) heartbeat() error          { w.beats = append(w.beats, time.Now()); return nil }
+func (w *beatWire) tryBeat() bool             { return false } // the session writes each
 func (w *beatWire) reply([]byte) error        { return nil }
 func (w *beatWire) flush() error              { return nil }
 func (w *beatWire) end(ending) error          { return nil }
@@ -41,6 +42,7 @@ func TestHeartbeatGrid(t *testing.T) {
 		}
 		defer hub.Close()
 		cfg := Config{Heartbeat: heartbeat, KeepPastExpiry: true}.withDefaults()
+		beats := newBeater(heartbeat)
 
 		// Offsets into the test's time at which each session goes live:
 		// the first three within one slot, the last far from them.
@@ -58,11 +60,15 @@ func TestHeartbeatGrid(t *testing.T) {
 			}
 			defer sub.Close()
 			wires[i] = &beatWire{}
-			ss := &session{w: wires[i], sub: sub, cfg: &cfg,
+			ss := &session{w: wires[i], sub: sub, cfg: &cfg, beats: beats,
 				metrics: NewMetrics(), ended: &liveStream{done: make(chan struct{})}}
 			lives[i] = time.Now()
 			ss.arm()
-			go func() { done <- ss.live(ctx, false) }()
+			go func() {
+				err := ss.live(ctx, false)
+				ss.disarm() // the last to leave the grid ends the beater's goroutine
+				done <- err
+			}()
 		}
 		time.Sleep(5*heartbeat + slot)
 		cancel()

@@ -5,13 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/relaydev/relay/events"
 )
 
 // wire is what differs between transports: how bytes of each kind reach the
-// client. Every method is called from the session's one writer goroutine. A
+// client. Every method but tryBeat is called from the session's one writer
+// goroutine. A
 // write that fails returns a writeError: the client is gone or stuck.
 type wire interface {
 	events.Sink // Event writes one event; Reset says a channel's history is gone
@@ -21,6 +23,11 @@ type wire interface {
 	welcome(msg []byte) error
 	// heartbeat keeps an idle stream open (SSE: a comment; WebSocket: a ping).
 	heartbeat() error
+	// tryBeat writes a heartbeat at once, from the beater's goroutine, and
+	// reports whether it did: only between the stream's own writes, whole
+	// frames, never waiting, never after the ending. When it did not, the
+	// session sends the heartbeat (heartbeat), as the beater asks it to.
+	tryBeat() bool
 	// reply writes an answer to a client message (WebSocket only).
 	reply(msg []byte) error
 	// flush sends what the wire has buffered.
@@ -70,16 +77,24 @@ type session struct {
 	batch     []*events.Event // storage for the next Take (see keptBatch)
 
 	// The live loop's one timer (see live), in the session rather than in
-	// live's frame: it fires at the next heartbeat or at the deadline,
-	// whichever comes first. The deadline (if bounded) is the token's
-	// expiry (none with KeepPastExpiry) or, once a shutdown has begun
-	// (leaving), this stream's moment within the spread if that comes first.
+	// live's frame: it fires at the deadline, or at once when the beater
+	// hands the session a heartbeat (beatDue). The deadline (if bounded) is
+	// the token's expiry (none with KeepPastExpiry) or, once a shutdown has
+	// begun (leaving), this stream's moment within the spread if that
+	// comes first.
 	timer    *time.Timer
-	beatAt   time.Time
 	deadline time.Time
 	bounded  bool
 	leaving  bool
 	reply    reply // the reader's reply wait received, for answer
+
+	// The stream's place on the heartbeat grid (beater's, under its lock):
+	// beats from beatFrom (unix ns) on, in slot beatSlot, at position
+	// beatPos-1 there (0: not on the grid).
+	beats             *beater
+	beatFrom          int64
+	beatSlot, beatPos int32
+	beatDue           atomic.Bool // the beater handed over a heartbeat
 }
 
 // newSession takes over o's presence states: history sends them, then
@@ -89,7 +104,7 @@ func (s *Server) newSession(o *openStream, w wire, replies <-chan reply) *sessio
 	o.states = nil
 	return &session{w: w, sub: o.sub, states: states, cfg: &s.cfg, expires: o.id.Expires,
 		shutdown: s.shutdown, replies: replies, began: time.Now(),
-		metrics: s.metrics, base: s.logger, user: o.id.UserID, resumed: len(o.cursor) > 0, ended: o.live}
+		metrics: s.metrics, base: s.logger, user: o.id.UserID, resumed: len(o.cursor) > 0, ended: o.live, beats: s.beats}
 }
 
 // Event writes a subscription's event to the wire and counts it.

@@ -93,7 +93,7 @@ type wake uint8
 const (
 	wakeEnd      wake = iota // the stream ends, with wait's error (nil: the client went)
 	wakeEvents               // the subscription has live events ready
-	wakeTimer                // the timer fired: a heartbeat, or the deadline
+	wakeTimer                // the timer fired: the deadline, or a heartbeat handed over
 	wakeReply                // the WebSocket's reader has a reply (session.reply)
 	wakeShutdown             // the server's shutdown began
 )
@@ -125,72 +125,71 @@ func (ss *session) wait(done <-chan struct{}) (wake, error) {
 	}
 }
 
-// arm starts the live loop's timer (history does, once it has sent the
-// welcome; finish stops it), for the first heartbeat or the token's expiry.
+// arm puts the stream on the heartbeat grid, its first heartbeat at most
+// Heartbeat from now, and starts the live loop's timer for the token's
+// expiry (history does, once it has sent the welcome; finish undoes it).
 func (ss *session) arm() {
-	ss.beatAt = beatBy(time.Now().Add(ss.cfg.Heartbeat), ss.cfg.Heartbeat)
 	if !ss.cfg.KeepPastExpiry {
 		ss.deadline, ss.bounded = ss.expires, true
 	}
-	ss.timer = time.NewTimer(time.Until(ss.next()))
+	ss.timer = time.NewTimer(time.Until(ss.deadline))
+	if !ss.bounded {
+		ss.timer.Stop()
+	}
+	ss.beats.add(ss, beatBy(time.Now().Add(ss.cfg.Heartbeat), ss.cfg.Heartbeat))
 }
 
-// disarm stops the timer, if arm started it.
+// disarm takes the stream off the grid and stops the timer, if arm
+// started them.
 func (ss *session) disarm() {
 	if ss.timer != nil {
+		ss.beats.remove(ss)
 		ss.timer.Stop()
 	}
 }
 
-// next is when the timer is due: the next heartbeat, or the deadline.
-func (ss *session) next() time.Time {
-	if ss.bounded && ss.deadline.Before(ss.beatAt) {
-		return ss.deadline
+// beat is the beater's, on its goroutine: the heartbeat is due. The wire
+// sends it at once when it can; otherwise the session's goroutine is woken
+// to send it (timed).
+func (ss *session) beat() {
+	if ss.w.tryBeat() {
+		return
 	}
-	return ss.beatAt
+	ss.beats.handed.Add(1)
+	ss.beatDue.Store(true)
+	ss.timer.Reset(0)
 }
 
-// timed ends the stream at its deadline, or sends the heartbeat that is due
-// (heartbeats missed meanwhile are dropped, as a Ticker's are), then sets
-// the timer again.
+// rearm sets the timer for the deadline (or stops it), then fires it at
+// once if the beater handed over a heartbeat meanwhile: a beat that came
+// between timed's check and this Reset is not lost.
+func (ss *session) rearm() {
+	if ss.bounded {
+		ss.timer.Reset(time.Until(ss.deadline))
+	} else {
+		ss.timer.Stop()
+	}
+	if ss.beatDue.Load() {
+		ss.timer.Reset(0)
+	}
+}
+
+// timed ends the stream at its deadline, or sends the heartbeat the beater
+// handed over, then sets the timer again.
 func (ss *session) timed() error {
-	now := time.Now()
-	if ss.bounded && !now.Before(ss.deadline) {
+	if ss.bounded && !time.Now().Before(ss.deadline) {
 		if ss.leaving {
 			return errRestarting
 		}
 		return errTokenExpired
 	}
-	if !now.Before(ss.beatAt) {
+	if ss.beatDue.Swap(false) {
 		if err := ss.heartbeat(); err != nil {
 			return err
 		}
-		ss.beatAt = beatBy(ss.beatAt.Add(ss.cfg.Heartbeat), ss.cfg.Heartbeat)
-		if !ss.beatAt.After(now) {
-			ss.beatAt = beatBy(now.Add(ss.cfg.Heartbeat), ss.cfg.Heartbeat)
-		}
 	}
-	ss.timer.Reset(time.Until(ss.next()))
+	ss.rearm()
 	return nil
-}
-
-// beatSlots is how many moments per heartbeat interval a heartbeat may
-// fall on: every stream's heartbeats fall on one grid of heartbeat/
-// beatSlots (117 ms at 15 s) in wall-clock time, so that the runtime fires
-// the timers of many streams at once (at 18,000 streams, about 140 each
-// time, 8.5 times a second), not each stream's at its own moment (1,200
-// wake-ups a second).
-const beatSlots = 128
-
-// beatBy is the latest moment on the heartbeat grid not after t: a
-// heartbeat is due at most heartbeat after the one before (or after the
-// stream went live), and at most a slot sooner.
-func beatBy(t time.Time, heartbeat time.Duration) time.Time {
-	slot := heartbeat / beatSlots
-	if slot <= 0 {
-		return t
-	}
-	return t.Add(-time.Duration(t.UnixNano() % int64(slot)))
 }
 
 // shuttingDown begins the server's shutdown for this stream: it ends now
@@ -204,7 +203,7 @@ func (ss *session) shuttingDown() error {
 	leave := time.Now().Add(rand.N(ss.cfg.ShutdownSpread))
 	if !ss.bounded || leave.Before(ss.deadline) {
 		ss.deadline, ss.bounded, ss.leaving = leave, true, true
-		ss.timer.Reset(time.Until(ss.next()))
+		ss.rearm()
 	}
 	return nil
 }

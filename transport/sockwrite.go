@@ -59,7 +59,10 @@ func (b *burst) release() {
 type sockWriter struct {
 	conn net.Conn
 	raw  syscall.RawConn // conn's socket for the non-blocking write; nil: none (TLS, or not Linux)
-	out  *burst          // nil between bursts
+	out  *burst          // nil between bursts; the stream's goroutine's
+
+	mu   sync.Mutex // holds the stream's writes and the beater's apart (see tryBeat)
+	rest []byte     // under mu: what the beater's heartbeat left unwritten, written first
 }
 
 func newSockWriter(conn net.Conn) sockWriter { return sockWriter{conn: conn, raw: rawSocket(conn)} }
@@ -108,11 +111,53 @@ func (w *sockWriter) writeNow(p []byte, timeout time.Duration) error {
 	return w.send(b, timeout)
 }
 
-// send writes b whole: as much as one non-blocking write takes, the rest
-// under a deadline of now plus timeout. Any failure of the non-blocking
+// send writes b whole, after what a heartbeat left (see tryBeat): as much
+// as one non-blocking write takes, the rest under a deadline of now plus
+// timeout. Any failure of the non-blocking
 // write (a closed connection, a reset) is left to the blocking one, which
 // meets it again and reports it as a net.Conn's Write does.
 func (w *sockWriter) send(b *burst, timeout time.Duration) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.rest) > 0 { // rare: a heartbeat the socket took only part of
+		rest := bursts.Get().(*burst)
+		defer rest.release()
+		rest.b, w.rest = append(rest.b, w.rest...), nil
+		if err := w.write(rest, timeout); err != nil {
+			return err
+		}
+	}
+	return w.write(b, timeout)
+}
+
+// tryBeat writes p, a heartbeat's shared bytes, with one non-blocking
+// write, from the beater's goroutine, when no write of the stream is under
+// way; true when the socket took it whole. When it took only part, the
+// rest goes first in the stream's next write, and the stream is to send
+// its own heartbeat (false), which makes that write (a second heartbeat
+// is harmless; half of one is not).
+func (w *sockWriter) tryBeat(p []byte) bool {
+	if w.raw == nil || !w.mu.TryLock() {
+		return false
+	}
+	defer w.mu.Unlock()
+	if len(w.rest) > 0 {
+		return false
+	}
+	b := bursts.Get().(*burst)
+	defer b.release()
+	b.b, b.n = append(b.b, p...), 0
+	if w.raw.Write(b.try) != nil {
+		return false
+	}
+	if b.n > 0 && b.n < len(p) {
+		w.rest = p[b.n:]
+	}
+	return b.n == len(p)
+}
+
+// write writes b whole (see send); under mu.
+func (w *sockWriter) write(b *burst, timeout time.Duration) error {
 	p := b.b
 	if w.raw != nil {
 		b.n = 0

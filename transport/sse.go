@@ -170,6 +170,13 @@ func (w *sseWire) heartbeat() error { return w.write(sseHeartbeat) }
 
 var sseHeartbeat = []byte(":\n\n")
 
+// tryBeat writes a heartbeat on a hijacked connection's socket (see
+// sockWriter.tryBeat); an HTTP/2 stream leaves it to the session.
+func (w *sseWire) tryBeat() bool {
+	cw, ok := w.out.(*connWriter)
+	return ok && cw.out.tryBeat(sseHeartbeat)
+}
+
 // reply is never called: an SSE client sends nothing.
 func (w *sseWire) reply([]byte) error {
 	return errors.New("sse: a stream has no client messages to answer")

@@ -251,12 +251,32 @@ func (ws *wsConn) reply(msg []byte) error { return ws.text(msg) }
 // with the buffer through flush, with no frame of its own on the stack (see
 // session.live).
 func (ws *wsConn) heartbeat() error {
-	if silent := time.Duration(time.Now().UnixNano() - ws.lastRead.Load()); silent > 2*ws.cfg.Heartbeat+ws.cfg.WriteTimeout {
+	if ws.silent() {
 		return writeError{errPeerSilent}
 	}
 	b := ws.out.buf()
 	*b = append(*b, pingFrame...)
 	return ws.flush()
+}
+
+// tryBeat writes a ping on the socket (see sockWriter.tryBeat), unless the
+// client has been silent too long (heartbeat ends the stream then), a
+// flush or control frame is being written, or the close has gone out.
+func (ws *wsConn) tryBeat() bool {
+	if ws.silent() {
+		return false
+	}
+	if !ws.wmu.TryLock() {
+		return false
+	}
+	defer ws.wmu.Unlock()
+	return !ws.closeSent && ws.out.tryBeat(pingFrame)
+}
+
+// silent reports a client that has sent no frame (the pongs included) for
+// two heartbeats and a write timeout.
+func (ws *wsConn) silent() bool {
+	return time.Duration(time.Now().UnixNano()-ws.lastRead.Load()) > 2*ws.cfg.Heartbeat+ws.cfg.WriteTimeout
 }
 
 // errPeerSilent ends a WebSocket whose client answers no ping.
