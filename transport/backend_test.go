@@ -161,7 +161,12 @@ func TestTokenExpirySetting(t *testing.T) {
 			t.Run(map[bool]string{false: "close", true: "keep"}[keep]+"/"+kind, func(t *testing.T) {
 				t.Parallel()
 				r := startRelay(t, withConfig(func(c *transport.Config) { c.KeepPastExpiry = keep }))
-				tok := token(t, auth.Identity{UserID: "1", Projects: []string{"1"}}, time.Second)
+				// A token's exp is whole seconds (jwt.NewNumericDate truncates):
+				// one of 1 s expired anywhere within that second, at times
+				// before a loaded machine had connected with it.
+				const ttl = 3 * time.Second
+				expires := time.Now().Add(ttl).Truncate(time.Second)
+				tok := token(t, auth.Identity{UserID: "1", Projects: []string{"1"}}, ttl)
 				c := mustConnect(t, kind, r.url+"/events?channel=project_1_tickets", bearer(tok))
 				if !keep {
 					rest := c.ended(t)
@@ -173,7 +178,7 @@ func TestTokenExpirySetting(t *testing.T) {
 					}
 					return
 				}
-				exp := time.NewTimer(1500 * time.Millisecond) // past the 1 s token's exp
+				exp := time.NewTimer(time.Until(expires.Add(500 * time.Millisecond))) // past the token's exp
 				<-exp.C
 				id := r.mustPublish(t, "project_1_tickets", "after_exp", nil)
 				if got := c.event(t).envID(); got != id {
