@@ -1,9 +1,12 @@
 package transport_test
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -133,5 +136,60 @@ func idle(t *testing.T, srv *transport.Server, wait func()) {
 	wait()
 	if handed := transport.HandedBeats(srv) - before; runtime.GOOS == "linux" && handed > 0 {
 		t.Errorf("%d heartbeats of an idle stream were handed to its goroutine, want 0 (the beater writes them)", handed)
+	}
+}
+
+// TestBeaterHandsOverWithoutASocket opens SSE streams where relay does not
+// hold the socket, behind TLS it terminates, over HTTP/2 (through net/http)
+// and HTTP/1.1 (hijacked, but a *tls.Conn): the beater cannot write there,
+// and every heartbeat is handed to the stream's goroutine, which sends it.
+func TestBeaterHandsOverWithoutASocket(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		http2 bool
+	}{{"http2", true}, {"http1 over tls", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, proc := buildRelay(t, withConfig(func(c *transport.Config) { c.Heartbeat = 10 * time.Millisecond }))
+			ts := httptest.NewUnstartedServer(proc.Server)
+			ts.EnableHTTP2 = tc.http2
+			ts.StartTLS()
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := proc.Server.Shutdown(ctx); err != nil {
+					t.Errorf("shutdown: %v", err)
+				}
+				ts.CloseClientConnections()
+				ts.Close()
+				if err := proc.Close(); err != nil {
+					t.Errorf("close: %v", err)
+				}
+			})
+			req, _ := http.NewRequest(http.MethodGet, ts.URL+"/events/projects/1/tickets?token="+alice(t), nil)
+			req.Header.Set("Accept", "text/event-stream")
+			resp, err := ts.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || (resp.ProtoMajor == 2) != tc.http2 {
+				t.Fatalf("got %s over %s, want 200 over HTTP/2: %v", resp.Status, resp.Proto, tc.http2)
+			}
+			lines := bufio.NewScanner(resp.Body)
+			for lines.Scan() && !strings.HasPrefix(lines.Text(), "event: connection_established") {
+			}
+			before := transport.HandedBeats(proc.Server)
+			for beats := 0; beats < 5; {
+				if !lines.Scan() {
+					t.Fatalf("the stream ended after %d heartbeats: %v", beats, lines.Err())
+				}
+				if lines.Text() == ":" {
+					beats++
+				}
+			}
+			if handed := transport.HandedBeats(proc.Server) - before; handed < 4 {
+				t.Errorf("%d heartbeats handed to the stream's goroutine while 5 came, want at least 4: the beater cannot write here", handed)
+			}
+		})
 	}
 }
