@@ -107,15 +107,14 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 	}
 	w.out = &connWriter{out: newSockWriter(conn), timeout: s.cfg.WriteTimeout}
 	ctx, cancel := context.WithCancel(context.Background())
-	gone := make(chan struct{})
-	go watchClose(conn, cancel, gone)
+	stopWatch := s.gone.watch(conn, cancel)
 	finish := func(err error) {
 		if _, stuck := ss.finish(ctx, err); stuck {
 			resetOnClose(conn)
 		}
 		cancel()
+		stopWatch() // before the close: the descriptor's number is then free for another
 		conn.Close()
-		<-gone
 		o.close()
 		s.streams.Done()
 	}
@@ -129,19 +128,39 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 	return nil
 }
 
+// watchByReading watches conn's client from a goroutine of its own
+// reading it (watchClose), where no epoll set can (see goneWatcher); stop
+// closes conn and waits for the goroutine.
+func watchByReading(conn net.Conn, cancel context.CancelFunc) (stop func()) {
+	gone := make(chan struct{})
+	go watchClose(conn, cancel, gone)
+	return func() {
+		conn.Close()
+		<-gone
+	}
+}
+
 // watchClose reads a hijacked stream's connection, where a client sends
 // nothing more, until it fails: then the client is gone (or the stream closed
-// it) and cancel ends the stream at once rather than at its next write.
+// it) and cancel ends the stream at once rather than at its next write. A
+// client that sends more than maxSSEClientBytes is ended too.
 func watchClose(conn net.Conn, cancel context.CancelFunc, gone chan<- struct{}) {
 	defer close(gone)
 	defer cancel()
 	var b [64]byte
-	for {
-		if _, err := conn.Read(b[:]); err != nil {
+	for sent := 0; sent <= maxSSEClientBytes; {
+		n, err := conn.Read(b[:])
+		if err != nil {
 			return
 		}
+		sent += n
 	}
 }
+
+// maxSSEClientBytes is the most an SSE client may send on its stream, read
+// and dropped: it has nothing to say (a proxy's stray bytes fit), and one
+// that goes on sending is ended, as every client-driven cost is bounded.
+const maxSSEClientBytes = 64 << 10
 
 // start sends the retry hint, the reconnect delay EventSource uses.
 func (w *sseWire) start() error {
