@@ -138,8 +138,13 @@ func (g *goneWatcher) run(epfd int, wake [2]int) {
 		if err == syscall.EINTR {
 			continue
 		}
-		if err != nil {
-			return // only for a bad set: the streams' writes still notice a gone client
+		if err != nil { // only for a bad set: the streams' writes still notice a gone client
+			g.mu.Lock()
+			if g.epfd == epfd {
+				g.epfd = -1 // the next watch starts another set; nothing writes to this one's pipe
+			}
+			g.mu.Unlock()
+			return
 		}
 		gone = gone[:0]
 		g.mu.Lock()
