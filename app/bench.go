@@ -208,10 +208,10 @@ func (o *benchOpts) run(ctx context.Context, t *benchTarget, tr string, c figure
 	if err != nil {
 		return f, err
 	}
-	f.accepted, f.pubCPU = p.accepted, p.cpu
+	f.accepted, f.pubCPU = p.accepted, p.spent.server
 	cpu := ""
-	if p.cpu > 0 {
-		cpu = fmt.Sprintf("; server CPU %.0f µs per event%s", p.cpu, ratio(p.cpu, c.pubCPU))
+	if p.spent.server > 0 {
+		cpu = fmt.Sprintf("; server CPU %.0f µs per event%s", p.spent.server, ratio(p.spent.server, c.pubCPU))
 	}
 	fmt.Fprintf(o.out, "  %d publishers, one channel, %d subscribers: %.0f accepted/s%s, %.1f%% delivered (%d of %d subscribers dropped)%s\n",
 		o.publishers, o.pubSubscribers, p.accepted, ratio(p.accepted, c.accepted), 100*p.delivered, p.dropped, o.pubSubscribers, cpu)

@@ -16,7 +16,6 @@ type publishResult struct {
 	accepted  float64 // events accepted (answered 200), per second
 	delivered float64 // events received / (accepted events × subscribers)
 	dropped   int     // subscribers whose stream ended before the last event
-	cpu       float64 // the server's CPU time per accepted event, µs, delivery included (0: unknown)
 	spent     spent   // what each accepted event cost, delivery included
 }
 
@@ -74,7 +73,6 @@ func (o *benchOpts) manyPublishers(ctx context.Context, t *benchTarget, tr strin
 	waitOrCancel(&wg, cancel, 30*time.Second)
 	// CPU time, unlike rates, stays comparable on a loaded machine.
 	res.spent = t.usage(ctx).per(u0, float64(accepted))
-	res.cpu = max(res.spent.server, 0)
 	total := 0
 	for i := range got {
 		total += got[i]

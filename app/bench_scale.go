@@ -20,8 +20,7 @@ type scaleResult struct {
 	streams int
 	addrs   int
 	perConn idleResult // server memory growth per stream
-	cpu     float64    // idle CPU, % of one core (-1: unknown)
-	idle    spent      // what a second of idling cost
+	idle    spent      // what a second of idling cost (server 20,000 µs: 2% of one core)
 	files   uint64     // the server's open file limit (0: unknown)
 	toAll   time.Duration
 	p99     time.Duration // over every stream's latency of every event
@@ -43,7 +42,7 @@ type scaleEvent struct {
 // timing each until every stream has it.
 func (o *benchOpts) scale(ctx context.Context, t *benchTarget, tr string) (scaleResult, error) {
 	n := o.connections
-	res := scaleResult{streams: n, cpu: -1, files: t.fileLimit()}
+	res := scaleResult{streams: n, files: t.fileLimit()}
 	bn := newBenchNet(n, streamsPerAddr)
 	res.addrs = len(bn.addrs)
 	defer bn.close()
@@ -88,9 +87,6 @@ func (o *benchOpts) scale(ctx context.Context, t *benchTarget, tr string) (scale
 	// Per second of the wait, so the CPU figures read as µs per second:
 	// server 20,000 µs is 2% of one core.
 	res.idle = t.usage(ctx).per(idle0, time.Since(start).Seconds())
-	if res.idle.server >= 0 {
-		res.cpu = res.idle.server / 1e4
-	}
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	defer client.CloseIdleConnections()
@@ -147,8 +143,8 @@ func (o *benchOpts) printScale(s scaleResult, c figures) {
 		fmt.Fprintf(o.out, "    RSS per stream:                           %.1f KiB%s%s\n", float64(s.perConn.rss)/1024,
 			ratio(float64(s.perConn.rss), float64(c.scalePerConn)), s.perConn.goNote())
 	}
-	if s.cpu >= 0 {
-		fmt.Fprintf(o.out, "    idle CPU over %s:                        %.2f%% of one core (%.2f%% in the kernel)", o.idleCPU, s.cpu, s.idle.kernel/1e4)
+	if s.idle.server >= 0 {
+		fmt.Fprintf(o.out, "    idle CPU over %s:                        %.2f%% of one core (%.2f%% in the kernel)", o.idleCPU, s.idle.server/1e4, s.idle.kernel/1e4)
 		if s.idle.switches >= 0 {
 			fmt.Fprintf(o.out, ", %.0f context switches/s", s.idle.switches)
 		}
