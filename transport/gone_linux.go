@@ -147,12 +147,13 @@ func (g *goneWatcher) run(epfd int, wake [2]int) {
 			return
 		}
 		gone = gone[:0]
+		woken := false // by the wake pipe: the set's last watch was ended by its stream
 		g.mu.Lock()
 		for _, ev := range evs[:n] {
 			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 			if id == wakeID {
-				g.mu.Unlock()
-				return
+				woken = true
+				continue
 			}
 			if w, ok := g.watches[id]; ok && w.ended(ev.Events) {
 				delete(g.watches, id)
@@ -170,7 +171,7 @@ func (g *goneWatcher) run(epfd int, wake [2]int) {
 		for _, cancel := range gone {
 			cancel()
 		}
-		if last {
+		if last || woken {
 			return
 		}
 	}
