@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"io"
+	"net"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -101,4 +103,65 @@ func TestHeartbeatGrid(t *testing.T) {
 			t.Errorf("session 3, live 7 slots after session 0: first heartbeat %v after session 0's, want %v", a.Sub(b), 7*slot)
 		}
 	})
+}
+
+// TestHeartbeatRestGoesFirst: when the beater's write left part of a
+// heartbeat unwritten (sockWriter.rest), the stream's next write sends that
+// part before its own bytes, so no frame lands inside a heartbeat.
+func TestHeartbeatRestGoesFirst(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	w := newSockWriter(server)
+	w.rest = sseHeartbeat[1:] // the socket took ":" only
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(client)
+		got <- b
+	}()
+	*w.buf() = append(*w.buf(), "data: x\n\n"...)
+	if err := w.flush(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	server.Close()
+	if b, want := <-got, "\n\ndata: x\n\n"; string(b) != want {
+		t.Errorf("written: got %q, want %q", b, want)
+	}
+	if len(w.rest) != 0 {
+		t.Errorf("rest after the write: %q, want none", w.rest)
+	}
+}
+
+// TestWatchCloseLimit: the read loop that watches an SSE client where no
+// epoll set can (TLS, other systems) ends a client that sends more than
+// maxSSEClientBytes, as the epoll set does, and keeps one that sends less.
+func TestWatchCloseLimit(t *testing.T) {
+	for _, tc := range []struct {
+		sent  int
+		ended bool
+	}{{maxSSEClientBytes / 2, false}, {maxSSEClientBytes + 1024, true}} {
+		server, client := net.Pipe()
+		ctx, cancel := context.WithCancel(context.Background())
+		gone := make(chan struct{})
+		go watchClose(server, cancel, gone)
+		wrote := make(chan struct{})
+		go func() { // a pipe's write waits for the reader, which stops at the limit
+			defer close(wrote)
+			_, _ = client.Write(make([]byte, tc.sent))
+		}()
+		select {
+		case <-ctx.Done():
+			if !tc.ended {
+				t.Errorf("%d bytes sent: the stream ended, want it kept", tc.sent)
+			}
+		case <-time.After(map[bool]time.Duration{false: 100 * time.Millisecond, true: 5 * time.Second}[tc.ended]):
+			if tc.ended {
+				t.Errorf("%d bytes sent: the stream was kept, want it ended", tc.sent)
+			}
+		}
+		client.Close()
+		<-wrote
+		<-gone
+		server.Close()
+	}
 }
