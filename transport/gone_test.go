@@ -3,6 +3,7 @@ package transport_test
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net"
 	"net/url"
 	"testing"
@@ -101,15 +102,8 @@ func hostOf(t *testing.T, r *relay) string {
 // awaitStreams waits until alice holds n streams on the server.
 func awaitStreams(t *testing.T, r *relay, n int) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		users, _, _ := transport.LimitCounts(r.srv, "1", "127.0.0.1")
-		if users == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("alice holds %d streams, want %d", users, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, fmt.Sprintf("alice to hold %d streams", n), func() bool {
+		users, _, _ := transport.LimitCounts(r.srv, "1", localIP)
+		return users == n
+	})
 }
