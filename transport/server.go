@@ -158,7 +158,7 @@ type Server struct {
 	shutdown     chan struct{} // closed by Shutdown: every stream selects on it
 	shutdownOnce sync.Once
 	beats        *beater        // every stream's heartbeats
-	gone         *goneWatcher   // every hijacked SSE stream's client
+	watcher      *sockWatcher   // idle streams' sockets: SSE clients going away, WebSocket clients' next frames
 	streams      sync.WaitGroup // WebSocket streams, which http.Server.Shutdown does not track
 
 	mu       sync.Mutex // orders streams.Add before Shutdown's Wait
@@ -176,7 +176,7 @@ func NewServer(d Deps, cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	s := &Server{hub: d.Hub, auth: d.Auth, presence: d.Presence, notes: d.Notifications, store: d.Store,
 		cfg: cfg.withDefaults(), logger: logger, shutdown: make(chan struct{}), streamPaths: map[string]bool{}}
-	s.beats, s.gone = newBeater(s.cfg.Heartbeat), newGoneWatcher()
+	s.beats, s.watcher = newBeater(s.cfg.Heartbeat), newSockWatcher()
 	s.limits = newLimiter(s.cfg.Limits)
 	if s.metrics = d.Metrics; s.metrics == nil {
 		s.metrics = NewMetrics()

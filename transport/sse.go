@@ -107,7 +107,7 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 	}
 	w.out = &connWriter{out: newSockWriter(conn), timeout: s.cfg.WriteTimeout}
 	ctx, cancel := context.WithCancel(context.Background())
-	stopWatch := s.gone.watch(conn, cancel)
+	stopWatch := s.watcher.watch(conn, cancel)
 	finish := func(err error) {
 		if _, stuck := ss.finish(ctx, err); stuck {
 			resetOnClose(conn)
@@ -129,7 +129,7 @@ func (s *Server) serveSSE(c echo.Context, channels channelsFunc) error {
 }
 
 // watchByReading watches conn's client from a goroutine of its own
-// reading it (watchClose), where no epoll set can (see goneWatcher); stop
+// reading it (watchClose), where no epoll set can (see sockWatcher); stop
 // closes conn and waits for the goroutine.
 func watchByReading(conn net.Conn, cancel context.CancelFunc) (stop func()) {
 	gone := make(chan struct{})

@@ -59,7 +59,7 @@ func TestIdleStreamStacks(t *testing.T) {
 			t.Logf("%s: %d streams: %.2f goroutines and %.0f B of stack each", kind, idleStreams, perStream, bytesPerStream)
 			// Rounded: a session handing its stream over to a fresh
 			// goroutine (see session.run) is two for a moment.
-			if want := idleGoroutines(kind); math.Round(perStream*100) != 100*want {
+			if want := idleGoroutines(); math.Round(perStream*100) != 100*want {
 				t.Errorf("goroutines per idle stream: got %.3f, want %.0f", perStream, want)
 			}
 			if limit := idleStack[kind] + stackSlack; bytesPerStream > limit {
@@ -70,23 +70,23 @@ func TestIdleStreamStacks(t *testing.T) {
 	}
 }
 
-// idleGoroutines is how many goroutines an idle stream holds: the session,
-// and a WebSocket's reader; on SSE, a goroutine reading the connection for
-// the client's going away, except on Linux, where one epoll set per server
-// watches every stream's socket (see goneWatcher).
-func idleGoroutines(kind string) float64 {
-	if kind == "sse" && runtime.GOOS == "linux" {
+// idleGoroutines is how many goroutines an idle stream holds: the session;
+// off Linux, an SSE stream's goroutine reading the connection for the
+// client's going away, or a WebSocket's reader. On Linux one epoll set per
+// server watches every stream's socket for both (see sockWatcher).
+func idleGoroutines() float64 {
+	if runtime.GOOS == "linux" {
 		return 1
 	}
 	return 2
 }
 
 // idleStack is the stack an idle stream's goroutines hold: each at the
-// smallest stack, but a WebSocket's reader at 4 KiB where it reads through
-// gorilla (its blocking read is deeper than 2 KiB allows). A session at 4
+// smallest stack, but a WebSocket's reader at 4 KiB where it waits in its
+// read (its blocking read is deeper than 2 KiB allows). A session at 4
 // KiB adds 2 KiB, and the 2 KiB it grew from, freed in a span still in use,
 // mostly stays counted.
-var idleStack = map[string]float64{"sse": idleGoroutines("sse") * minStack, "websocket": minStack + 2*minStack}
+var idleStack = map[string]float64{"sse": idleGoroutines() * minStack, "websocket": minStack + 2*(idleGoroutines()-1)*minStack}
 
 // stackSlack is what a stream may hold above idleStack on average: stack
 // spans part-used (the stacks of goroutines gone, in spans that live ones

@@ -50,7 +50,7 @@ type wsConn struct {
 	srv      *Server
 	projects []string // projects whose presence channel this reads
 	conn     net.Conn
-	frames   *frameWaiter // where the reader waits for the client's next frame (see ws_read_linux.go); nil: in a read
+	frames   *frameWatch // where the socket waits for the client's next frame (see ws_read_linux.go); nil: in a read
 	sub      *events.Subscription
 	id       *auth.Identity
 	cfg      *Config
@@ -58,7 +58,8 @@ type wsConn struct {
 	replies  chan reply // answers from the reader, written by the writer
 	ss       *session
 	open     *openStream
-	cancel   context.CancelFunc // the reader's end: ends the session's context
+	cancel   context.CancelFunc // ends the session's context
+	endRead  func()             // the reader's end (cancel): the client is gone, or the stream closed
 
 	// The reader's own.
 	partial  []byte       // a fragmented message's fragments so far
@@ -79,10 +80,11 @@ type wsConn struct {
 // Like a hijacked SSE stream, it sends the history from the handler
 // goroutine, whose stack the log reads grow, then hands the live session to
 // a goroutine of its own and returns: net/http's connection goroutine, its
-// buffers and that grown stack are freed, and an idle WebSocket costs two
-// small goroutines (the session, and the reader, which waits on a 2 KiB
-// stack: see read), its subscription and little else (write buffers are
-// pooled, and nothing is buffered for reading between client frames).
+// buffers and that grown stack are freed, and an idle WebSocket costs one
+// small goroutine (the session; on Linux its socket waits for the client's
+// next frame in the server's epoll set, with no reader: see read), its
+// subscription and little else (write buffers are pooled, and nothing is
+// buffered for reading between client frames).
 func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	if !s.track() { // shutting down: tell the client to go elsewhere
 		return s.refuseWebSocket(c, errRestarting)
@@ -102,17 +104,17 @@ func (s *Server) serveWebSocket(c echo.Context, channels channelsFunc) error {
 	// log read in progress.
 	ctx, cancel := context.WithCancel(context.Background())
 	ws := &wsConn{srv: s, conn: conn.NetConn(), sub: o.sub, id: o.id, cfg: &s.cfg, projects: presenceProjects(o.channels),
-		replies: make(chan reply), open: o, cancel: cancel}
+		replies: make(chan reply), open: o, cancel: cancel, endRead: cancel}
 	ws.out = newSockWriter(ws.conn)
-	ws.frames = newFrameWaiter(ws.conn)
+	ws.frames = s.watcher.frames(ws)
 	_ = ws.conn.SetReadDeadline(time.Time{}) // none is left from the request: silence is timed by heartbeat
 	ws.ss = s.newSession(o, ws, ws.replies)
-	go ws.read(cancel)
+	go ws.read()
 	if err := ws.ss.history(ctx); err != nil {
 		ws.finish(ctx, err)
 		return nil
 	}
-	_ = ws.noteRead() // the client's silence counts from here, when pings begin
+	ws.noteRead() // the client's silence counts from here, when pings begin
 	go ws.live(ctx)
 	return nil
 }
@@ -133,7 +135,10 @@ func (ws *wsConn) finish(ctx context.Context, err error) {
 	case sent:
 		ws.drainReplies(ctx.Done(), closeLinger)
 	}
-	ws.conn.Close() // ends the reader
+	if ws.frames.stop() { // no reader runs: its end is this
+		ws.endRead()
+	}
+	ws.conn.Close() // ends the reader, if one runs
 	ws.drainReplies(ctx.Done(), 0)
 	ws.cancel()
 	ws.open.close()

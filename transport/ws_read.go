@@ -16,8 +16,8 @@ import (
 // the read buffer it reads through, handlers and limits) is dropped as soon
 // as it returns. An idle stream then holds no read buffer at all: a frame is
 // read with exact reads (its header, then its payload), so nothing is ever
-// buffered above the socket between frames, and the reader can wait for the
-// next one on the socket itself (see frameWaiter). Client frames are rare
+// buffered above the socket between frames, and the socket can wait for the
+// next one in the server's epoll set (see frameWatch). Client frames are rare
 // and small (MaxClientMessage), so the few system calls a frame costs do
 // not matter.
 //
@@ -29,26 +29,36 @@ import (
 // over MaxClientMessage with 1009; a close with a reason that is not UTF-8
 // with 1007.
 
-// readLoop reads client frames until the connection ends (false), or,
-// with ws.frames, until it has handled a message or a control frame other
-// than an empty pong (true: a fresh goroutine waits for the next, see
-// read). Between frames it waits in ws.frames, which consumes the client's
-// empty pongs itself.
-func (ws *wsConn) readLoop() (more bool) {
+// parking is where a reader goes between frames (see frameWatch.park).
+type parking int
+
+const (
+	readOn  parking = iota // a frame is there, or the reader waits in its read
+	parked                 // the socket waits in the server's set: the reader ends
+	stopped                // the reader ends at once, with the stream
+)
+
+// read reads client frames until the connection ends, then calls
+// ws.endRead; or, between frames, hands the socket to the server's set
+// (ws.frames) and ends: the set starts a reader again for the client's next
+// frame, so an idle stream keeps no reader, and a message read and handled
+// (which grows a goroutine's stack for good) leaves no grown stack behind.
+func (ws *wsConn) read() {
 	for {
-		if err := ws.frames.await(ws.noteRead); err != nil {
-			return false
+		switch ws.frames.park() {
+		case parked:
+			return
+		case stopped:
+			ws.endRead()
+			return
 		}
-		more, err := ws.readFrame()
-		if err != nil {
+		if _, err := ws.readFrame(); err != nil {
 			var ce *closeError
 			if errors.As(err, &ce) {
 				_ = ws.writeControl(websocket.CloseMessage, closeMessage(ce.code, ce.reason), time.Second)
 			}
-			return false
-		}
-		if ws.frames != nil && more {
-			return true
+			ws.endRead()
+			return
 		}
 	}
 }
@@ -118,7 +128,7 @@ func (ws *wsConn) readFrame() (bool, error) {
 	for i := range payload {
 		payload[i] ^= key[i&3]
 	}
-	_ = ws.noteRead()
+	ws.noteRead()
 	return ws.frame(op, fin, payload)
 }
 
@@ -198,24 +208,7 @@ func validCloseCode(code int) bool {
 // The reader sets no read deadline (a deadline per pong is a timer moved
 // per stream and heartbeat); the writer checks this at each heartbeat
 // instead (see wsConn.heartbeat), and closing the connection ends a read.
-func (ws *wsConn) noteRead() error {
-	ws.lastRead.Store(time.Now().UnixNano())
-	return nil
-}
-
-// read runs readLoop until the connection ends, then calls end. Waiting
-// in ws.frames, a reader's stack is the 2 KiB a goroutine starts with; a
-// message read and handled grows it for good (the collector does not
-// shrink a stack below 4 KiB with anything on it), so after each message a
-// fresh goroutine takes over the waiting: one reader at a time, each
-// starting the next as its last act.
-func (ws *wsConn) read(end func()) {
-	if ws.readLoop() {
-		go ws.read(end)
-		return
-	}
-	end()
-}
+func (ws *wsConn) noteRead() { ws.lastRead.Store(time.Now().UnixNano()) }
 
 // message handles a client message and hands its reply to the writer.
 // Once the writer is ending the stream (closing), or a message asked to

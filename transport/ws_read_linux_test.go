@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,26 +24,28 @@ import (
 
 // TestWSReaderStack opens idle WebSocket readers that have each read a
 // client message and consumed an empty pong, and checks where they wait and
-// what their stacks cost: parked in frameWaiter.await on the 2 KiB stack a
-// goroutine starts with, against parked in gorilla (the reader without a
-// frameWaiter) on a 4 KiB one. The cost is the growth of the process's
-// stack memory per reader after collections, so it counts whole stacks, not
-// timings; each kind is measured in a fresh process (this test binary, run
-// for TestWSReaderStackChild), as stacks freed by one kind would be reused
-// by the other and hide its cost. The race detector's instrumentation
-// deepens every frame past 2 KiB, so under it only where the readers wait
-// is checked.
+// what their stacks cost: with a frameWatch, the socket waits in the
+// server's epoll set and no reader goroutine is left at all; without one
+// (as under TLS), a reader waits in its read, on a 4 KiB stack. The cost is
+// the growth of the process's stack memory per reader after collections, so
+// it counts whole stacks, not timings; each kind is measured in a fresh
+// process (this test binary, run for TestWSReaderStackChild), as stacks
+// freed by one kind would be reused by the other and hide its cost. Then a
+// second message on each connection must still be answered (the set starts
+// a reader for it) and each client's close must end its reader. The race
+// detector's instrumentation deepens every frame, so under it the stack
+// figures are not checked.
 func TestWSReaderStack(t *testing.T) {
-	shallow, deep := childStacks(t, "shallow"), childStacks(t, "deep")
-	t.Logf("stack in use per idle reader: %d bytes waiting in frameWaiter, %d in gorilla", shallow, deep)
+	parked, reading := childStacks(t, "parked"), childStacks(t, "reading")
+	t.Logf("stack in use per idle connection: %d bytes with its socket in the epoll set, %d with a reader in its read", parked, reading)
 	if raceEnabled {
 		return
 	}
-	if shallow > 3072 {
-		t.Errorf("a reader waiting in frameWaiter holds %d bytes of stack, want its starting 2048", shallow)
+	if parked > 1024 {
+		t.Errorf("an idle connection whose socket waits in the set holds %d bytes of stack, want none", parked)
 	}
-	if deep-shallow < 1024 {
-		t.Errorf("readers in gorilla hold %d bytes of stack, in frameWaiter %d: want the 2 KiB saved", deep, shallow)
+	if reading-parked < 2048 {
+		t.Errorf("readers in their read hold %d bytes of stack, sockets in the set %d: want a reader's 2 KiB or more saved", reading, parked)
 	}
 }
 
@@ -75,35 +79,45 @@ func TestWSReaderStackChild(t *testing.T) {
 	if kind == "" {
 		return
 	}
-	fmt.Printf("stack per reader: %d\n", readerStacks(t, 400, kind == "shallow"))
+	fmt.Printf("stack per reader: %d\n", readerStacks(t, 400, kind == "parked"))
 }
 
 // readerStacks opens n WebSocket connections whose server side runs only
 // the reader (no session), sends each a client ping message and an empty
-// pong, waits until every reader is parked where it
-// waits between messages, and returns the growth of StackInuse per reader.
-func readerStacks(t *testing.T, n int, shallow bool) int64 {
+// pong, waits until every message has been handled and every reader is
+// where it waits between messages (none left, when parked), and returns
+// the growth of StackInuse per connection. Then it sends each a second
+// message, which must be handled too, and closes them: every reader must
+// end.
+func readerStacks(t *testing.T, n int, parked bool) int64 {
 	t.Helper()
-	s := &Server{cfg: Config{}.withDefaults(), logger: slog.New(slog.DiscardHandler)}
-	s.limits = newLimiter(s.cfg.Limits)
+	s := testReaderServer()
 	var readers sync.WaitGroup
+	var replies []chan reply
+	var mu sync.Mutex
 	e := echo.New()
 	e.GET("/", func(c echo.Context) error {
 		ws, err := testReader(s, c)
 		if err != nil {
 			return nil
 		}
-		if ws.frames == nil && shallow {
-			t.Error("no frameWaiter on a TCP connection")
+		if ws.frames == nil && parked {
+			t.Error("no frameWatch on a TCP connection")
 		}
-		if !shallow {
+		if !parked {
+			ws.frames.stop()
 			ws.frames = nil
 		}
 		readers.Add(1)
-		go ws.read(func() {
+		ws.endRead = func() {
+			ws.frames.stop()
 			ws.conn.Close()
 			readers.Done()
-		})
+		}
+		mu.Lock()
+		replies = append(replies, ws.replies)
+		mu.Unlock()
+		go ws.read()
 		return nil
 	})
 	srv := httptest.NewServer(e)
@@ -115,6 +129,14 @@ func readerStacks(t *testing.T, n int, shallow bool) int64 {
 		readers.Wait()
 		srv.Close()
 	}()
+	send := func(c *websocket.Conn) {
+		if err := c.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	before := stackInuse()
 	url := "ws" + strings.TrimPrefix(srv.URL, "http")
@@ -124,19 +146,50 @@ func readerStacks(t *testing.T, n int, shallow bool) int64 {
 			t.Fatalf("dial: %v", err)
 		}
 		conns = append(conns, c)
-		if err := c.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`)); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second)); err != nil {
-			t.Fatal(err)
-		}
+		send(c)
 	}
+	takeReplies(t, &mu, &replies, n)
 	where := "(*wsConn).readFrame"
-	if shallow {
-		where = "(*frameWaiter).await"
+	if parked {
+		where = ""
 	}
-	waitParked(t, n, where)
-	return (stackInuse() - before) / int64(n)
+	waitReaders(t, n, where)
+	grown := (stackInuse() - before) / int64(n)
+	for _, c := range conns {
+		send(c)
+	}
+	takeReplies(t, &mu, &replies, n)
+	return grown
+}
+
+// takeReplies waits for one reply on each of the n readers' replies,
+// failing after 10 s.
+func takeReplies(t *testing.T, mu *sync.Mutex, replies *[]chan reply, n int) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for i := 0; i < n; i++ {
+		mu.Lock()
+		for len(*replies) <= i {
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+			mu.Lock()
+		}
+		r := (*replies)[i]
+		mu.Unlock()
+		select {
+		case <-r:
+		case <-deadline:
+			t.Fatalf("%d of %d client messages handled after 10 s", i, n)
+		}
+	}
+}
+
+// testReaderServer is a Server with what a reader uses: config, limits
+// and the epoll set.
+func testReaderServer() *Server {
+	s := &Server{cfg: Config{}.withDefaults(), logger: slog.New(slog.DiscardHandler), watcher: newSockWatcher()}
+	s.limits = newLimiter(s.cfg.Limits)
+	return s
 }
 
 // testReader upgrades c to a WebSocket whose reader is set up as
@@ -150,14 +203,18 @@ func testReader(s *Server, c echo.Context) (*wsConn, error) {
 	ws := &wsConn{srv: s, conn: conn.NetConn(), cfg: &s.cfg, id: &auth.Identity{UserID: "1"},
 		replies: make(chan reply, 1)}
 	ws.out = newSockWriter(ws.conn)
-	ws.frames = newFrameWaiter(ws.conn)
+	ws.frames = s.watcher.frames(ws)
 	return ws, nil
 }
 
-// waitParked polls the goroutine dump until n readLoop goroutines are
-// parked in where (and none elsewhere), failing after 10 s.
-func waitParked(t *testing.T, n int, where string) {
+// waitReaders polls the goroutine dump until n reader goroutines are
+// parked in where, and none elsewhere (where "": none at all), failing
+// after 10 s.
+func waitReaders(t *testing.T, n int, where string) {
 	t.Helper()
+	if where == "" {
+		n = 0
+	}
 	buf := make([]byte, 1<<20)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -169,26 +226,24 @@ func waitParked(t *testing.T, n int, where string) {
 			buf = make([]byte, 2*len(buf))
 		}
 		in, total := 0, 0
+		var other []byte
 		for _, g := range bytes.Split(buf, []byte("\n\n")) {
-			if !bytes.Contains(g, []byte("(*wsConn).read(")) { // a reader, maybe one about to hand over
+			if !bytes.Contains(g, []byte("(*wsConn).read(")) {
 				continue
 			}
 			total++
-			if bytes.Contains(g, []byte(where)) && bytes.Contains(g, []byte("[IO wait")) {
+			if where != "" && bytes.Contains(g, []byte(where)) && bytes.Contains(g, []byte("[IO wait")) {
 				in++
+			} else {
+				other = g
 			}
 		}
 		if in == n && total == n {
 			return
 		}
 		if time.Now().After(deadline) {
-			for _, g := range bytes.Split(buf, []byte("\n\n")) {
-				if bytes.Contains(g, []byte("(*wsConn).read(")) && !bytes.Contains(g, []byte(where)) {
-					t.Logf("%s", g)
-					break
-				}
-			}
-			t.Fatalf("%d of %d readers parked in %s after 10 s (%d readers)", in, n, where, total)
+			t.Logf("%s", other)
+			t.Fatalf("%d readers parked in %q after 10 s, want %d (%d readers in all)", in, where, n, total)
 		}
 		buf = buf[:cap(buf)]
 		time.Sleep(10 * time.Millisecond)
@@ -207,13 +262,13 @@ func stackInuse() int64 {
 }
 
 // TestWSReaderTLS: on a connection whose net.Conn has no file descriptor
-// (TLS terminated by relay), upgrade sets up no frameWaiter and the reader
-// waits in gorilla: a client's pong and message are still read and handled.
+// (TLS terminated by relay), upgrade sets up no frameWatch and the reader
+// waits in its read: a client's pong and message are still read and
+// handled.
 func TestWSReaderTLS(t *testing.T) {
-	s := &Server{cfg: Config{}.withDefaults(), logger: slog.New(slog.DiscardHandler)}
-	s.limits = newLimiter(s.cfg.Limits)
+	s := testReaderServer()
 	type served struct {
-		frames  *frameWaiter
+		frames  *frameWatch
 		replies chan reply
 	}
 	got := make(chan served, 1)
@@ -225,10 +280,11 @@ func TestWSReaderTLS(t *testing.T) {
 			t.Errorf("upgrade: %v", err)
 			return nil
 		}
-		go ws.read(func() {
+		ws.endRead = func() {
 			ws.conn.Close()
 			close(done)
-		})
+		}
+		go ws.read()
 		got <- served{ws.frames, ws.replies}
 		return nil
 	})
@@ -245,7 +301,7 @@ func TestWSReaderTLS(t *testing.T) {
 	}()
 	sv := <-got
 	if sv.frames != nil {
-		t.Error("a frameWaiter on a TLS connection")
+		t.Error("a frameWatch on a TLS connection")
 	}
 	if err := c.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
@@ -261,4 +317,83 @@ func TestWSReaderTLS(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no reply to the client's ping within 10 s")
 	}
+}
+
+// TestFrameWatchPongFlood: the set's goroutine consumes at most
+// maxWatchedPongs of a socket's pongs in one wake and then starts a reader,
+// which consumes the rest itself before the socket goes back in the set;
+// every pong counts as the client alive.
+func TestFrameWatchPongFlood(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+
+	g := newSockWatcher()
+	ws := &wsConn{conn: server}
+	w := g.frames(ws)
+	if w == nil {
+		t.Fatal("no frameWatch on a TCP connection")
+	}
+	defer w.stop()
+	const sent = 3 * maxWatchedPongs
+	var flood []byte
+	for range sent {
+		flood = AppendClientFrame(flood, 0x8A, true, nil)
+	}
+	if _, err := client.Write(flood); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); unread(t, w) < len(flood); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d bytes of pongs arrived within 10 s", unread(t, w), len(flood))
+		}
+	}
+
+	w.g.mu.Lock()
+	end, resume := w.ready(0)
+	w.g.mu.Unlock()
+	if !end || resume == nil {
+		t.Fatalf("ready after %d pongs: got end %v, want the watch ended and a reader started", sent, end)
+	}
+	if got, want := unread(t, w), len(flood)-maxWatchedPongs*emptyPongLen; got != want {
+		t.Errorf("left unread by the set: %d bytes, want %d (%d pongs consumed)", got, want, maxWatchedPongs)
+	}
+	if ws.lastRead.Load() == 0 {
+		t.Error("the pongs consumed did not count as the client alive")
+	}
+	if got := w.park(); got != parked {
+		t.Errorf("the reader's park: got %v, want parked", got)
+	}
+	if got := unread(t, w); got != 0 {
+		t.Errorf("left unread by the reader: %d bytes, want 0", got)
+	}
+	if !w.stop() {
+		t.Error("stop: the socket was not parked")
+	}
+}
+
+// unread is how many bytes wait on w's socket.
+func unread(t *testing.T, w *frameWatch) int {
+	t.Helper()
+	var b [256]byte
+	n, _, err := syscall.Recvfrom(w.fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	if err == syscall.EAGAIN {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -2,13 +2,13 @@
 
 package transport
 
-import "net"
+// frameWatch is Linux's (see ws_read_linux.go): elsewhere the reader waits
+// in its read.
+type frameWatch struct{}
 
-// frameWaiter waits for frames on Linux only (see ws_read_linux.go).
-type frameWaiter struct{}
+// frames returns nil: the reader waits in its read.
+func (*sockWatcher) frames(*wsConn) *frameWatch { return nil }
 
-// newFrameWaiter returns nil: off Linux the reader waits in its read.
-func newFrameWaiter(net.Conn) *frameWaiter { return nil }
+func (*frameWatch) park() parking { return readOn }
 
-// await returns at once: the read waits.
-func (*frameWaiter) await(func() error) error { return nil }
+func (*frameWatch) stop() bool { return false }
