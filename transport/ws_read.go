@@ -85,7 +85,7 @@ var errClientClosed = errors.New("websocket: the client closed the connection")
 // empty pong or a fragment (a message, a ping, a close).
 func (ws *wsConn) readFrame() (bool, error) {
 	var h [14]byte
-	if _, err := io.ReadFull(ws.conn, h[:2]); err != nil {
+	if err := ws.readFull(h[:2]); err != nil {
 		return false, err
 	}
 	fin, op, masked := h[0]&0x80 != 0, int(h[0]&0x0f), h[1]&0x80 != 0
@@ -104,7 +104,7 @@ func (ws *wsConn) readFrame() (bool, error) {
 	case 127:
 		ext = 8
 	}
-	if _, err := io.ReadFull(ws.conn, h[2:2+ext+4]); err != nil {
+	if err := ws.readFull(h[2 : 2+ext+4]); err != nil {
 		return false, err
 	}
 	var n uint64
@@ -121,7 +121,7 @@ func (ws *wsConn) readFrame() (bool, error) {
 			reason: "message over " + strconv.Itoa(MaxClientMessage) + " bytes"}
 	}
 	payload := make([]byte, n)
-	if _, err := io.ReadFull(ws.conn, payload); err != nil {
+	if err := ws.readFull(payload); err != nil {
 		return false, err
 	}
 	key := h[2+ext : 2+ext+4]
@@ -130,6 +130,17 @@ func (ws *wsConn) readFrame() (bool, error) {
 	}
 	ws.noteRead()
 	return ws.frame(op, fin, payload)
+}
+
+// readFull reads len(p) bytes of the client's frames: first those its
+// socket's watch read past the pongs it consumed, then the connection's.
+func (ws *wsConn) readFull(p []byte) error {
+	n := ws.frames.take(p)
+	if n == len(p) {
+		return nil
+	}
+	_, err := io.ReadFull(ws.conn, p[n:])
+	return err
 }
 
 // frame handles a client frame read whole.

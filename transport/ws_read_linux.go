@@ -1,9 +1,6 @@
 package transport
 
-import (
-	"errors"
-	"syscall"
-)
+import "syscall"
 
 // Between a WebSocket client's frames no goroutine of the stream waits for
 // the next one: the reader puts the socket in the server's epoll set
@@ -15,9 +12,11 @@ import (
 // as an SSE stream does, and a pong wakes no goroutine of its own.
 //
 // This works on the socket only because nothing of the stream is buffered
-// above it: relay reads client frames with exact reads (see ws_read.go),
-// and the watch begins at a frame boundary. A connection with no socket of
-// its own (TLS) keeps a reader goroutine waiting in its read.
+// above it but what the watch holds: relay reads client frames with exact
+// reads (see ws_read.go), the watch begins at a frame boundary, and the
+// bytes the watch read past the pongs (at most 7: the start of the next
+// frame) are the first the reader reads. A connection with no socket of its
+// own (TLS) keeps a reader goroutine waiting in its read.
 
 // emptyPong is a client's pong with no payload: FIN and opcode 0xA, the
 // mask bit and a zero length, then 4 bytes of masking key. A browser
@@ -39,8 +38,8 @@ type frameWatch struct {
 	parked  bool                   // under g.mu: in the set, and no reader runs
 	stopped bool                   // under g.mu: the stream is ending, nothing parks again
 	resume  func()                 // starts a reader: the set's goroutine calls it after a frame came
-	err     error                  // peek could not read a pong it saw whole
-	peeked  [emptyPongLen + 1]byte // a pong, and whether anything follows it
+	held    [emptyPongLen + 1]byte // read off the socket past the pongs consumed: the next frame's start
+	nheld   int
 }
 
 // frames joins ws's socket to the set; nil when its connection has no
@@ -61,25 +60,18 @@ func (g *sockWatcher) frames(ws *wsConn) *frameWatch {
 	return w
 }
 
-// errPongShort: a read of a pong already peeked whole returned less.
-var errPongShort = errors.New("websocket: short read of a peeked pong")
-
 // park is the reader's, between frames: it consumes the empty pongs there,
 // and returns readOn when a frame (or the end of the stream) is there to
 // read, parked when the socket is now in the set (the reader ends: the set
-// starts another for the next frame), or stopped when the reader is to end
-// at once (the stream is ending, or a pong could not be read whole). A nil
-// watch returns readOn: the reader waits in its read.
+// starts another for the next frame), or stopped when the stream is ending.
+// A nil watch returns readOn: the reader waits in its read.
 func (w *frameWatch) park() parking {
 	if w == nil {
 		return readOn
 	}
 	frame := false
-	if err := w.raw.Control(func(fd uintptr) { frame = w.peek(int(fd), -1) }); err != nil {
+	if err := w.raw.Control(func(fd uintptr) { frame = w.scan(int(fd), -1) }); err != nil {
 		return readOn // closed: the read reports it
-	}
-	if w.err != nil {
-		return stopped
 	}
 	if frame {
 		return readOn
@@ -89,7 +81,7 @@ func (w *frameWatch) park() parking {
 	if w.stopped {
 		return stopped
 	}
-	id, ok := w.g.add(w) // a frame that came since the peek is reported at once
+	id, ok := w.g.add(w) // a frame that came since the scan is reported at once
 	if !ok {
 		return readOn
 	}
@@ -125,7 +117,7 @@ func (w *frameWatch) socket() int { return w.fd }
 // more than maxWatchedPongs did: a client that floods pongs spends its own
 // reader's time, not the set's.
 func (w *frameWatch) ready(uint32) (bool, func()) {
-	if !w.peek(w.fd, maxWatchedPongs) && w.err == nil {
+	if !w.scan(w.fd, maxWatchedPongs) {
 		return false, nil
 	}
 	w.parked = false
@@ -147,17 +139,33 @@ func pongPrefix(p []byte) int {
 // wake: a client answers each heartbeat's ping with one.
 const maxWatchedPongs = 4
 
-// peek reports whether a frame to read (or an end) is on the socket, with
-// non-blocking peeks; an empty pong is consumed (and noted) here, up to
-// pongs of them (-1: any number; past them peek reports a frame). When
-// nothing followed the pong, it reports none without a peek that would
-// find nothing: whatever comes after the peek is reported by the set, to
-// which the socket is then added (epoll reports a socket already readable
-// when it is added) or in which it stays (an edge-triggered set reports
-// each arrival after epoll_wait has returned).
-func (w *frameWatch) peek(fd int, pongs int) bool {
+// scan reports whether a frame to read (or an end) is on the socket, the
+// bytes held first: it reads what came, without waiting, and consumes (and
+// notes) the empty pongs at its front, up to pongs of them (-1: any number;
+// past them scan reports a frame). Each read asks for more than a pong, so
+// one that returns less has emptied the socket, and scan then reports none
+// without a read that would find nothing: what comes after it is reported
+// by the set, to which the socket is then added (epoll reports a socket
+// already readable when it is added) or in which it stays (an
+// edge-triggered set reports each arrival after epoll_wait has returned).
+// An idle stream's pong thus costs one read.
+func (w *frameWatch) scan(fd int, pongs int) bool {
+	emptied := false
 	for {
-		n, _, err := syscall.Recvfrom(fd, w.peeked[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		for w.nheld >= emptyPongLen && pongPrefix(w.held[:w.nheld]) == emptyPongLen {
+			w.nheld = copy(w.held[:], w.held[emptyPongLen:w.nheld])
+			w.ws.noteRead()
+			pongs--
+		}
+		switch {
+		case pongPrefix(w.held[:w.nheld]) < 0:
+			return true // another frame: readFrame reads it
+		case emptied:
+			return false // nothing more, or the start of a pong: wait for the rest
+		case pongs == 0:
+			return true // the reader consumes the rest
+		}
+		n, err := syscall.Read(fd, w.held[w.nheld:])
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -166,39 +174,17 @@ func (w *frameWatch) peek(fd int, pongs int) bool {
 		case err != nil || n == 0: // an error or the end: the read reports it
 			return true
 		}
-		switch pongPrefix(w.peeked[:n]) {
-		case emptyPongLen:
-			if pongs == 0 {
-				return true // the reader consumes the rest
-			}
-			pongs--
-			if !w.consume(fd) {
-				return true // park reports w.err
-			}
-			if n == emptyPongLen {
-				return false // the pong alone: wait for the next frame
-			}
-			continue // something follows it: look at it
-		case -1:
-			return true // another frame: readFrame reads it
-		}
-		return false // the start of an empty pong: wait for the rest
+		emptied = n < len(w.held)-w.nheld
+		w.nheld += n
 	}
 }
 
-// consume reads the empty pong peek saw whole off the socket and notes the
-// client alive; false (w.err set) when the read returns less.
-func (w *frameWatch) consume(fd int) bool {
-	for {
-		n, err := syscall.Read(fd, w.peeked[:emptyPongLen])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil || n != emptyPongLen {
-			w.err = errPongShort
-			return false
-		}
-		w.ws.noteRead()
-		return true
+// take moves the bytes held into p, for the reader, and returns how many.
+func (w *frameWatch) take(p []byte) int {
+	if w == nil || w.nheld == 0 {
+		return 0
 	}
+	n := copy(p, w.held[:w.nheld])
+	w.nheld = copy(w.held[:], w.held[n:w.nheld])
+	return n
 }

@@ -12,3 +12,5 @@ func (*sockWatcher) frames(*wsConn) *frameWatch { return nil }
 func (*frameWatch) park() parking { return readOn }
 
 func (*frameWatch) stop() bool { return false }
+
+func (*frameWatch) take([]byte) int { return 0 }
