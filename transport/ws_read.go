@@ -15,9 +15,10 @@ import (
 // gorilla's Upgrade does the handshake, and its Conn (about 450 bytes, with
 // the read buffer it reads through, handlers and limits) is dropped as soon
 // as it returns. An idle stream then holds no read buffer at all: a frame is
-// read with exact reads (its header, then its payload), so nothing is ever
-// buffered above the socket between frames, and the socket can wait for the
-// next one in the server's epoll set (see frameWatch). Client frames are rare
+// read with exact reads (its header, then its payload), so nothing is
+// buffered above the socket between frames but the few bytes past the pongs
+// that the socket's watch read, and the socket can wait for the next frame
+// in the server's epoll set (see frameWatch). Client frames are rare
 // and small (MaxClientMessage), so the few system calls a frame costs do
 // not matter.
 //
@@ -52,7 +53,7 @@ func (ws *wsConn) read() {
 			ws.endRead()
 			return
 		}
-		if _, err := ws.readFrame(); err != nil {
+		if err := ws.readFrame(); err != nil {
 			var ce *closeError
 			if errors.As(err, &ce) {
 				_ = ws.writeControl(websocket.CloseMessage, closeMessage(ce.code, ce.reason), time.Second)
@@ -81,21 +82,20 @@ func protocolError(reason string) error {
 var errClientClosed = errors.New("websocket: the client closed the connection")
 
 // readFrame reads one client frame and handles it: it returns an error
-// when the connection is to end, and whether it handled anything beyond an
-// empty pong or a fragment (a message, a ping, a close).
-func (ws *wsConn) readFrame() (bool, error) {
+// when the connection is to end.
+func (ws *wsConn) readFrame() error {
 	var h [14]byte
 	if err := ws.readFull(h[:2]); err != nil {
-		return false, err
+		return err
 	}
 	fin, op, masked := h[0]&0x80 != 0, int(h[0]&0x0f), h[1]&0x80 != 0
 	switch {
 	case h[0]&0x70 != 0:
-		return false, protocolError("reserved bits set: relay negotiates no extension")
+		return protocolError("reserved bits set: relay negotiates no extension")
 	case !masked:
-		return false, protocolError("client frames must be masked")
+		return protocolError("client frames must be masked")
 	case op >= websocket.CloseMessage && (!fin || h[1]&0x7f > 125):
-		return false, protocolError("a control frame must be whole and at most 125 bytes")
+		return protocolError("a control frame must be whole and at most 125 bytes")
 	}
 	ext := 0 // bytes of extended payload length
 	switch h[1] & 0x7f {
@@ -105,7 +105,7 @@ func (ws *wsConn) readFrame() (bool, error) {
 		ext = 8
 	}
 	if err := ws.readFull(h[2 : 2+ext+4]); err != nil {
-		return false, err
+		return err
 	}
 	var n uint64
 	switch ext {
@@ -117,12 +117,12 @@ func (ws *wsConn) readFrame() (bool, error) {
 		n = binary.BigEndian.Uint64(h[2:])
 	}
 	if op < websocket.CloseMessage && n > uint64(MaxClientMessage-len(ws.partial)) {
-		return false, &closeError{code: websocket.CloseMessageTooBig,
+		return &closeError{code: websocket.CloseMessageTooBig,
 			reason: "message over " + strconv.Itoa(MaxClientMessage) + " bytes"}
 	}
 	payload := make([]byte, n)
 	if err := ws.readFull(payload); err != nil {
-		return false, err
+		return err
 	}
 	key := h[2+ext : 2+ext+4]
 	for i := range payload {
@@ -144,42 +144,42 @@ func (ws *wsConn) readFull(p []byte) error {
 }
 
 // frame handles a client frame read whole.
-func (ws *wsConn) frame(op int, fin bool, payload []byte) (bool, error) {
+func (ws *wsConn) frame(op int, fin bool, payload []byte) error {
 	switch op {
 	case websocket.PongMessage:
-		return false, nil
+		return nil
 	case websocket.PingMessage:
 		err := ws.writeControl(websocket.PongMessage, payload, time.Second)
 		if err != nil && !errors.Is(err, websocket.ErrCloseSent) && !timedOut(err) {
-			return false, err
+			return err
 		}
-		return true, nil
+		return nil
 	case websocket.CloseMessage:
-		return false, ws.clientClose(payload)
+		return ws.clientClose(payload)
 	case websocket.TextMessage, websocket.BinaryMessage:
 		if ws.partial != nil {
-			return false, protocolError("a new message began before the last one's final fragment")
+			return protocolError("a new message began before the last one's final fragment")
 		}
 		if fin {
 			ws.message(payload)
-			return true, nil
+			return nil
 		}
 		ws.partial = payload
-		return false, nil
+		return nil
 	case 0: // a continuation
 		if ws.partial == nil {
-			return false, protocolError("a continuation frame with no message to continue")
+			return protocolError("a continuation frame with no message to continue")
 		}
 		ws.partial = append(ws.partial, payload...)
 		if !fin {
-			return false, nil
+			return nil
 		}
 		msg := ws.partial
 		ws.partial = nil
 		ws.message(msg)
-		return true, nil
+		return nil
 	}
-	return false, protocolError("unknown opcode " + strconv.Itoa(op))
+	return protocolError("unknown opcode " + strconv.Itoa(op))
 }
 
 // clientClose answers a client's close frame with a close of its code

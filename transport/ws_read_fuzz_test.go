@@ -52,7 +52,7 @@ func FuzzClientFrames(f *testing.F) {
 		ws := &wsConn{conn: c, out: newSockWriter(c), cfg: &cfg, ended: true}
 		ended := false
 		for range len(in) + 1 { // each frame read takes at least two bytes, or fails
-			if _, err := ws.readFrame(); err != nil {
+			if err := ws.readFrame(); err != nil {
 				if ce, ok := err.(*closeError); ok {
 					_ = ws.writeControl(websocket.CloseMessage, closeMessage(ce.code, ce.reason), time.Second)
 				}
