@@ -64,6 +64,7 @@ type wsConn struct {
 	// The reader's own.
 	partial  []byte       // a fragmented message's fragments so far
 	lastRead atomic.Int64 // when a whole frame last came (UnixNano; see noteRead)
+	pingsOut atomic.Int32 // pings relay sent that no pong has answered yet (see answered)
 	ended    bool         // a message asked to end the stream: handle nothing more
 	closing  atomic.Bool  // the writer is ending the stream: the reader drops messages
 
@@ -261,6 +262,7 @@ func (ws *wsConn) heartbeat() error {
 	}
 	b := ws.out.buf()
 	*b = append(*b, pingFrame...)
+	ws.pingsOut.Add(1) // before the write: the answer may come before it returns
 	return ws.flush()
 }
 
@@ -275,7 +277,30 @@ func (ws *wsConn) tryBeat() bool {
 		return false
 	}
 	defer ws.wmu.Unlock()
-	return !ws.closeSent && ws.out.tryBeat(pingFrame)
+	if ws.closeSent {
+		return false
+	}
+	ws.pingsOut.Add(1) // before the write: the answer may come before it returns
+	if !ws.out.tryBeat(pingFrame) {
+		ws.pingsOut.Add(-1) // not written: the session's heartbeat sends it
+		return false
+	}
+	return true
+}
+
+// answered takes a pong as the answer to one of relay's pings, if one is
+// waiting for it: false for a pong no ping asked for, which counts against
+// the connection's rate like a message.
+func (ws *wsConn) answered() bool {
+	for {
+		n := ws.pingsOut.Load()
+		if n <= 0 {
+			return false
+		}
+		if ws.pingsOut.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
 }
 
 // silent reports a client that has sent no frame (the pongs included) for

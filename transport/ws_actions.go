@@ -36,13 +36,9 @@ func (m clientMessage) id() string {
 func (ws *wsConn) handle(raw []byte) reply {
 	var m clientMessage
 	perr := json.Unmarshal(raw, &m)
-	if ws.quota == nil { // most streams never send a message: they need no rate limiters
-		ws.quota = ws.srv.limits.conn(ws.id.UserID)
-	}
-	if err := ws.quota.allow(m.Type); err != nil {
+	if err := ws.rate().allow(m.Type); err != nil {
 		if errors.Is(err, errFlood) {
-			ws.srv.logger.Warn("websocket client flooding past its rate limit; closing it",
-				"transport", transportWS, "user", ws.id.UserID, "limit", ws.cfg.Limits.ActionRate)
+			ws.logFlood()
 			return reply{err: err}
 		}
 		f := classify(err)

@@ -143,8 +143,14 @@ func (ws *wsConn) readFull(p []byte) error {
 	return err
 }
 
-// frame handles a client frame read whole.
+// frame handles a client frame read whole. Pings, pongs that answer no ping
+// of relay's, and fragments but a message's last (which handle counts) count
+// against the connection's rate, as messages do: one over it is dropped (a
+// ping goes unanswered), and a client that goes on is closed with 4029.
 func (ws *wsConn) frame(op int, fin bool, payload []byte) error {
+	if ws.charged(op, fin) {
+		return nil
+	}
 	switch op {
 	case websocket.PongMessage:
 		return nil
@@ -221,6 +227,32 @@ func validCloseCode(code int) bool {
 // instead (see wsConn.heartbeat), and closing the connection ends a read.
 func (ws *wsConn) noteRead() { ws.lastRead.Store(time.Now().UnixNano()) }
 
+// charged takes a frame from the connection's rate when it counts against
+// it (see frame), and reports whether the frame is to be dropped: it was
+// over the rate, or the client is flooding, and the writer is told to close.
+func (ws *wsConn) charged(op int, fin bool) bool {
+	switch {
+	case op == websocket.PongMessage && ws.answered(),
+		op == websocket.CloseMessage,
+		fin && (op == websocket.TextMessage || op == websocket.BinaryMessage || op == 0):
+		return false
+	}
+	err := ws.rate().allow("")
+	if errors.Is(err, errFlood) {
+		ws.flood(err)
+	}
+	return err != nil
+}
+
+// rate is the connection's quota, made when its client first sends what
+// counts against it: most streams never do.
+func (ws *wsConn) rate() *connQuota {
+	if ws.quota == nil {
+		ws.quota = ws.srv.limits.conn(ws.id.UserID)
+	}
+	return ws.quota
+}
+
 // message handles a client message and hands its reply to the writer.
 // Once the writer is ending the stream (closing), or a message asked to
 // end it (ended), what still comes until the client's close is dropped.
@@ -234,4 +266,20 @@ func (ws *wsConn) message(msg []byte) {
 	}
 	ws.ended = r.err != nil
 	ws.replies <- r // the writer takes it, or drains it once ending (see drainReplies)
+}
+
+// flood tells the writer to close a client that goes on past its rate
+// (err is errFlood's), once; what comes after is dropped.
+func (ws *wsConn) flood(err error) {
+	if ws.ended || ws.closing.Load() {
+		return
+	}
+	ws.logFlood()
+	ws.ended = true
+	ws.replies <- reply{err: err}
+}
+
+func (ws *wsConn) logFlood() {
+	ws.srv.logger.Warn("websocket client flooding past its rate limit; closing it",
+		"transport", transportWS, "user", ws.id.UserID, "limit", ws.cfg.Limits.ActionRate)
 }

@@ -2,11 +2,14 @@ package transport
 
 import (
 	"bytes"
+	"log/slog"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/relaydev/relay/auth"
 )
 
 // bytesConn is a connection that reads the given bytes, then io.EOF, and
@@ -48,8 +51,9 @@ func FuzzClientFrames(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c := &bytesConn{in: bytes.NewReader(in)}
-		cfg := Config{}.withDefaults()
-		ws := &wsConn{conn: c, out: newSockWriter(c), cfg: &cfg, ended: true}
+		s := &Server{cfg: Config{}.withDefaults(), logger: slog.New(slog.DiscardHandler)}
+		s.limits = newLimiter(s.cfg.Limits)
+		ws := &wsConn{srv: s, conn: c, out: newSockWriter(c), cfg: &s.cfg, id: &auth.Identity{UserID: "1"}, ended: true}
 		ended := false
 		for range len(in) + 1 { // each frame read takes at least two bytes, or fails
 			if err := ws.readFrame(); err != nil {

@@ -9,7 +9,10 @@ import "syscall"
 // or the client goes away. The empty pong a client answers each ping with
 // is consumed by the set's goroutine itself, with the other pongs of that
 // heartbeat's slot, so an idle stream holds only its session's goroutine,
-// as an SSE stream does, and a pong wakes no goroutine of its own.
+// as an SSE stream does, and a pong wakes no goroutine of its own. It
+// consumes only pongs that answer a ping of relay's (wsConn.answered): any
+// other is the reader's, which counts it against the connection's rate, so
+// a client that floods pongs is closed, not served by the set.
 //
 // This works on the socket only because nothing of the stream is buffered
 // above it but what the watch holds: relay reads client frames with exact
@@ -70,7 +73,7 @@ func (w *frameWatch) park() parking {
 		return readOn
 	}
 	frame := false
-	if err := w.raw.Control(func(fd uintptr) { frame = w.scan(int(fd), -1) }); err != nil {
+	if err := w.raw.Control(func(fd uintptr) { frame = w.scan(int(fd)) }); err != nil {
 		return readOn // closed: the read reports it
 	}
 	if frame {
@@ -112,12 +115,11 @@ func (w *frameWatch) stop() (wasParked bool) {
 
 func (w *frameWatch) socket() int { return w.fd }
 
-// ready is the set's, under its lock: it consumes the pongs that came and
-// starts a reader when anything else did (the watch then ends), or when
-// more than maxWatchedPongs did: a client that floods pongs spends its own
-// reader's time, not the set's.
+// ready is the set's, under its lock: it consumes the pongs that answer
+// relay's pings and starts a reader when anything else came (the watch then
+// ends).
 func (w *frameWatch) ready(uint32) (bool, func()) {
-	if !w.scan(w.fd, maxWatchedPongs) {
+	if !w.scan(w.fd) {
 		return false, nil
 	}
 	w.parked = false
@@ -135,35 +137,31 @@ func pongPrefix(p []byte) int {
 	return min(len(p), emptyPongLen)
 }
 
-// maxWatchedPongs is the most pongs the set consumes for one socket in one
-// wake: a client answers each heartbeat's ping with one.
-const maxWatchedPongs = 4
-
 // scan reports whether a frame to read (or an end) is on the socket, the
 // bytes held first: it reads what came, without waiting, and consumes (and
-// notes) the empty pongs at its front, up to pongs of them (-1: any number;
-// past them scan reports a frame). Each read asks for more than a pong, so
+// notes) the empty pongs at its front that answer relay's pings; a pong
+// that answers none is a frame for the reader. Each read asks for more than a pong, so
 // one that returns less has emptied the socket, and scan then reports none
 // without a read that would find nothing: what comes after it is reported
 // by the set, to which the socket is then added (epoll reports a socket
 // already readable when it is added) or in which it stays (an
 // edge-triggered set reports each arrival after epoll_wait has returned).
 // An idle stream's pong thus costs one read.
-func (w *frameWatch) scan(fd int, pongs int) bool {
+func (w *frameWatch) scan(fd int) bool {
 	emptied := false
 	for {
 		for w.nheld >= emptyPongLen && pongPrefix(w.held[:w.nheld]) == emptyPongLen {
+			if !w.ws.answered() {
+				return true // a pong no ping asked for: the reader reads and counts it
+			}
 			w.nheld = copy(w.held[:], w.held[emptyPongLen:w.nheld])
 			w.ws.noteRead()
-			pongs--
 		}
 		switch {
 		case pongPrefix(w.held[:w.nheld]) < 0:
 			return true // another frame: readFrame reads it
 		case emptied:
 			return false // nothing more, or the start of a pong: wait for the rest
-		case pongs == 0:
-			return true // the reader consumes the rest
 		}
 		n, err := syscall.Read(fd, w.held[w.nheld:])
 		switch {

@@ -319,10 +319,10 @@ func TestWSReaderTLS(t *testing.T) {
 	}
 }
 
-// TestFrameWatchPongFlood: the set's goroutine consumes at most
-// maxWatchedPongs of a socket's pongs in one wake and then starts a reader,
-// which consumes the rest itself before the socket goes back in the set;
-// every pong counts as the client alive.
+// TestFrameWatchPongFlood: the set's goroutine consumes only the pongs
+// that answer relay's pings, and leaves every other to the reader (which
+// counts them against the connection's rate); every pong it consumes
+// counts as the client alive.
 func TestFrameWatchPongFlood(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -347,7 +347,7 @@ func TestFrameWatchPongFlood(t *testing.T) {
 		t.Fatal("no frameWatch on a TCP connection")
 	}
 	defer w.stop()
-	const sent = 3 * maxWatchedPongs
+	const sent, pinged = 12, 2
 	var flood []byte
 	for range sent {
 		flood = AppendClientFrame(flood, 0x8A, true, nil)
@@ -360,24 +360,33 @@ func TestFrameWatchPongFlood(t *testing.T) {
 			t.Fatalf("%d of %d bytes of pongs arrived within 10 s", unread(t, w), len(flood))
 		}
 	}
+	left := func() int { return unread(t, w) + w.nheld }
 
+	ws.pingsOut.Store(pinged)
 	w.g.mu.Lock()
 	end, resume := w.ready(0)
 	w.g.mu.Unlock()
 	if !end || resume == nil {
-		t.Fatalf("ready after %d pongs: got end %v, want the watch ended and a reader started", sent, end)
+		t.Fatalf("ready after %d pongs for %d pings: got end %v, want the watch ended and a reader started", sent, pinged, end)
 	}
-	if got, want := unread(t, w)+w.nheld, len(flood)-maxWatchedPongs*emptyPongLen; got != want {
-		t.Errorf("left by the set: %d bytes unread and %d held, want %d in all (%d pongs consumed)", got-w.nheld, w.nheld, want, maxWatchedPongs)
+	if got, want := left(), len(flood)-pinged*emptyPongLen; got != want {
+		t.Errorf("left by the set: %d bytes, want %d (%d pongs consumed)", got, want, pinged)
 	}
 	if ws.lastRead.Load() == 0 {
 		t.Error("the pongs consumed did not count as the client alive")
 	}
-	if got := w.park(); got != parked {
-		t.Errorf("the reader's park: got %v, want parked", got)
+	if got := w.park(); got != readOn {
+		t.Errorf("the reader's park before a pong no ping asked for: got %v, want readOn", got)
 	}
-	if got := unread(t, w); got != 0 || w.nheld != 0 {
-		t.Errorf("left by the reader: %d bytes unread and %d held, want none", got, w.nheld)
+	if got, want := left(), len(flood)-pinged*emptyPongLen; got != want {
+		t.Errorf("left by the reader's park: %d bytes, want %d", got, want)
+	}
+	ws.pingsOut.Store(sent - pinged)
+	if got := w.park(); got != parked {
+		t.Errorf("the reader's park after as many pings as pongs: got %v, want parked", got)
+	}
+	if got := left(); got != 0 {
+		t.Errorf("left after the pongs were all answers: %d bytes, want none", got)
 	}
 	if !w.stop() {
 		t.Error("stop: the socket was not parked")

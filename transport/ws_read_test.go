@@ -1,6 +1,7 @@
 package transport_test
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -232,4 +233,70 @@ func TestWSFragmentedMessage(t *testing.T) {
 			t.Error("no pong for the ping between the fragments")
 		}
 	}
+}
+
+// TestWSControlFrameFlood: a client's pings, and its pongs that answer no
+// ping of relay's, count against the connection's rate like messages: past
+// the burst a ping goes unanswered, and a client that goes on is closed with
+// 4029. The pongs that answer relay's own pings count for nothing.
+func TestWSControlFrameFlood(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"pings", clientFrame(websocket.PingMessage, "x")},
+		{"pongs", clientFrame(websocket.PongMessage, "")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startRelay(t, withLimits(func(l *transport.Limits) {
+				l.ActionRate = 1
+				l.ActionBurst = 5
+				l.ActionHardLimit = 20
+			}))
+			conn := wsLive(t, r, "/events/projects/1/tickets")
+			pongs := 0
+			conn.SetPongHandler(func(string) error { pongs++; return nil })
+			var flood []byte
+			for range 100 {
+				flood = append(flood, tc.frame...)
+			}
+			if _, err := conn.NetConn().Write(flood); err != nil {
+				t.Fatal(err)
+			}
+			if code, _ := wsCloseCode(t, conn); code != 4029 {
+				t.Errorf("close code: got %d, want 4029", code)
+			}
+			if tc.name == "pings" && (pongs < 5 || pongs > 7) {
+				t.Errorf("pongs answering 100 pings: got %d, want the burst of 5 (and the refill meanwhile)", pongs)
+			}
+		})
+	}
+	t.Run("answers to relay's pings", func(t *testing.T) {
+		r := startRelay(t, withConfig(func(c *transport.Config) {
+			c.Heartbeat = 5 * time.Millisecond
+			c.Limits.ActionRate, c.Limits.ActionBurst, c.Limits.ActionHardLimit = 1, 1, 2
+		}))
+		conn := wsLive(t, r, "/events/projects/1/tickets")
+		pings := 0
+		conn.SetPingHandler(func(data string) error {
+			pings++
+			return conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		})
+		// Pings are handled inside the read, which returns only on a
+		// message, a close or the deadline.
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		for {
+			_, _, err := conn.ReadMessage()
+			if err == nil {
+				continue
+			}
+			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				t.Fatalf("after answering %d pings: %v, want the stream still open", pings, err)
+			}
+			break
+		}
+		if pings < 50 {
+			t.Errorf("pings in 2 s at a 5 ms heartbeat: got %d, want many more than the connection's rate of 1 a second", pings)
+		}
+	})
 }
