@@ -148,7 +148,7 @@ func (ws *wsConn) readFull(p []byte) error {
 // against the connection's rate, as messages do: one over it is dropped (a
 // ping goes unanswered), and a client that goes on is closed with 4029.
 func (ws *wsConn) frame(op int, fin bool, payload []byte) error {
-	if ws.charged(op, fin) {
+	if ws.dropped(op, fin) {
 		return nil
 	}
 	switch op {
@@ -227,10 +227,10 @@ func validCloseCode(code int) bool {
 // instead (see wsConn.heartbeat), and closing the connection ends a read.
 func (ws *wsConn) noteRead() { ws.lastRead.Store(time.Now().UnixNano()) }
 
-// charged takes a frame from the connection's rate when it counts against
+// dropped takes a frame from the connection's rate when it counts against
 // it (see frame), and reports whether the frame is to be dropped: it was
 // over the rate, or the client is flooding, and the writer is told to close.
-func (ws *wsConn) charged(op int, fin bool) bool {
+func (ws *wsConn) dropped(op int, fin bool) bool {
 	switch {
 	case op == websocket.PongMessage && ws.answered(),
 		op == websocket.CloseMessage,
