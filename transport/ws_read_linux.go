@@ -42,7 +42,7 @@ type frameWatch struct {
 	stopped bool                   // under g.mu: the stream is ending, nothing parks again
 	resume  func()                 // starts a reader: the set's goroutine calls it after a frame came
 	held    [emptyPongLen + 1]byte // read off the socket past the pongs consumed: the next frame's start
-	nheld   int
+	nheld   int                    // how many bytes of held are
 }
 
 // frames joins ws's socket to the set; nil when its connection has no
@@ -63,8 +63,8 @@ func (g *sockWatcher) frames(ws *wsConn) *frameWatch {
 	return w
 }
 
-// park is the reader's, between frames: it consumes the empty pongs there,
-// and returns readOn when a frame (or the end of the stream) is there to
+// park is the reader's, between frames: it consumes the empty pongs there
+// that answer relay's pings, and returns readOn when a frame (or the end of the stream) is there to
 // read, parked when the socket is now in the set (the reader ends: the set
 // starts another for the next frame), or stopped when the stream is ending.
 // A nil watch returns readOn: the reader waits in its read.
