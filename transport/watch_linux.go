@@ -12,8 +12,8 @@ import (
 // On Linux, idle streams' sockets are watched from one epoll set per
 // server instead of a goroutine per stream parked in a read: that
 // goroutine and its 2 KiB stack were a fifth of an idle stream's memory.
-// One goroutine waits in epoll_wait for every watched socket and hands
-// what it sees to the socket's watch, under the set's lock: an SSE stream's
+// One goroutine takes the events of every watched socket and hands what it
+// sees to the socket's watch, under the set's lock: an SSE stream's
 // client going away (goneWatch, below), a WebSocket client's next frame
 // (frameWatch, ws_read_linux.go).
 //
@@ -87,18 +87,17 @@ func (g *sockWatcher) add(w watch) (uint64, bool) {
 	return id, true
 }
 
-// remove takes watch id off the set (its descriptor still open), and
-// reports whether it was on it. Under mu.
-func (g *sockWatcher) remove(id uint64) bool {
+// remove takes watch id off the set (its descriptor still open), if it is
+// on it. Under mu.
+func (g *sockWatcher) remove(id uint64) {
 	w, ok := g.watches[id]
 	if !ok {
-		return false
+		return
 	}
 	delete(g.watches, id)
 	if g.set != nil {
 		_ = syscall.EpollCtl(g.epfd, syscall.EPOLL_CTL_DEL, w.socket(), nil)
 	}
-	return true
 }
 
 // start makes the epoll set, non-blocking and in Go's poller, and starts
@@ -175,8 +174,7 @@ func (g *sockWatcher) handle(evs []syscall.EpollEvent, after *[]func()) {
 			continue
 		}
 		if end, then := w.ready(ev.Events); end {
-			delete(g.watches, id)
-			_ = syscall.EpollCtl(g.epfd, syscall.EPOLL_CTL_DEL, w.socket(), nil)
+			g.remove(id)
 			if then != nil {
 				*after = append(*after, then)
 			}
@@ -188,8 +186,8 @@ func (g *sockWatcher) handle(evs []syscall.EpollEvent, after *[]func()) {
 	}
 }
 
-// socketFD is conn's descriptor, or -1 when it has none of its own (TLS).
-// The number stays conn's until conn is closed.
+// socketFD is conn's socket and its descriptor, or nil and -1 when conn has
+// none of its own (TLS). The number stays conn's until conn is closed.
 func socketFD(conn net.Conn) (syscall.RawConn, int) {
 	raw := rawSocket(conn)
 	fd := -1

@@ -264,6 +264,12 @@ func (ws *wsConn) message(msg []byte) {
 	if r.msg == nil && r.err == nil {
 		return
 	}
+	ws.hand(r)
+}
+
+// hand gives the writer a reply; one with an error ends the stream, and
+// the reader handles nothing more.
+func (ws *wsConn) hand(r reply) {
 	ws.ended = r.err != nil
 	ws.replies <- r // the writer takes it, or drains it once ending (see drainReplies)
 }
@@ -275,8 +281,7 @@ func (ws *wsConn) flood(err error) {
 		return
 	}
 	ws.logFlood()
-	ws.ended = true
-	ws.replies <- reply{err: err}
+	ws.hand(reply{err: err})
 }
 
 func (ws *wsConn) logFlood() {

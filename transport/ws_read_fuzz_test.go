@@ -24,6 +24,14 @@ func (c *bytesConn) Read(p []byte) (int, error)       { return c.in.Read(p) }
 func (c *bytesConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
 func (c *bytesConn) SetWriteDeadline(time.Time) error { return nil }
 
+// testReaderServer is a Server with what a WebSocket reader uses: config,
+// limits and the epoll set.
+func testReaderServer() *Server {
+	s := &Server{cfg: Config{}.withDefaults(), logger: slog.New(slog.DiscardHandler), watcher: newSockWatcher()}
+	s.limits = newLimiter(s.cfg.Limits)
+	return s
+}
+
 func maskedFrame(b0 byte, payload []byte) []byte { return AppendClientFrame(nil, b0, true, payload) }
 
 // FuzzClientFrames feeds bytes to the WebSocket reader as a client's frames
@@ -51,8 +59,7 @@ func FuzzClientFrames(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c := &bytesConn{in: bytes.NewReader(in)}
-		s := &Server{cfg: Config{}.withDefaults(), logger: slog.New(slog.DiscardHandler)}
-		s.limits = newLimiter(s.cfg.Limits)
+		s := testReaderServer()
 		ws := &wsConn{srv: s, conn: c, out: newSockWriter(c), cfg: &s.cfg, id: &auth.Identity{UserID: "1"}, ended: true}
 		ended := false
 		for range len(in) + 1 { // each frame read takes at least two bytes, or fails

@@ -3,7 +3,6 @@ package transport
 import (
 	"bytes"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -182,14 +181,6 @@ func takeReplies(t *testing.T, mu *sync.Mutex, replies *[]chan reply, n int) {
 			t.Fatalf("%d of %d client messages handled after 10 s", i, n)
 		}
 	}
-}
-
-// testReaderServer is a Server with what a reader uses: config, limits
-// and the epoll set.
-func testReaderServer() *Server {
-	s := &Server{cfg: Config{}.withDefaults(), logger: slog.New(slog.DiscardHandler), watcher: newSockWatcher()}
-	s.limits = newLimiter(s.cfg.Limits)
-	return s
 }
 
 // testReader upgrades c to a WebSocket whose reader is set up as
