@@ -165,6 +165,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 type figures struct {
 	perConn, scalePerConn  int64
 	rate, accepted, pubCPU float64
+	scaleToAll             time.Duration // one event to every idle stream
 }
 
 // ratio is " (0.97x bare)", or "" with no ceiling figure.
@@ -231,7 +232,7 @@ func (o *benchOpts) run(ctx context.Context, t *benchTarget, tr string, c figure
 		if err != nil {
 			return f, err
 		}
-		f.scalePerConn = s.perConn.rss
+		f.scalePerConn, f.scaleToAll = s.perConn.rss, s.toAll
 		o.printScale(s, c)
 	}
 	return f, nil

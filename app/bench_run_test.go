@@ -41,3 +41,31 @@ func TestBenchAgainstRunningRelay(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintScaleRatios: the scale run prints relay's memory and its time to
+// every stream against the bare broadcaster's of the same run, and no ratio
+// when the bare broadcaster was not measured.
+func TestPrintScaleRatios(t *testing.T) {
+	s := scaleResult{streams: 18000, addrs: 4, perConn: idleResult{rss: 9 * 1024}, idle: spent{server: -1},
+		toAll: 150 * time.Millisecond, p99: 120 * time.Millisecond, spent: spent{server: -1, bench: -1, redis: -1}}
+	cases := []struct {
+		name string
+		bare figures
+		want []string
+	}{
+		{"with the bare broadcaster", figures{scalePerConn: 18 * 1024, scaleToAll: 200 * time.Millisecond},
+			[]string{"9.0 KiB (0.50x bare)", "150.00 ms (0.75x bare); p99 per stream 120.00 ms"}},
+		{"without", figures{}, []string{"9.0 KiB\n", "150.00 ms; p99 per stream 120.00 ms"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var out strings.Builder
+			(&benchOpts{out: &out}).printScale(s, c.bare)
+			for _, w := range c.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("printed:\n%s\nwant it to contain %q", out.String(), w)
+				}
+			}
+		})
+	}
+}

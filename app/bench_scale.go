@@ -150,8 +150,8 @@ func (o *benchOpts) printScale(s scaleResult, c figures) {
 		}
 		fmt.Fprintf(o.out, "%s\n", s.idle.stealNote())
 	}
-	fmt.Fprintf(o.out, "    one event to every stream (median of %d): %s; p99 per stream %s; %d receipts missing\n",
-		scaleEvents, ms(s.toAll), ms(s.p99), s.missing)
+	fmt.Fprintf(o.out, "    one event to every stream (median of %d): %s%s; p99 per stream %s; %d receipts missing\n",
+		scaleEvents, ms(s.toAll), ratio(float64(s.toAll), float64(c.scaleToAll)), ms(s.p99), s.missing)
 	if cost := s.spent.String(); cost != "" {
 		fmt.Fprintf(o.out, "    CPU per event and stream: %s\n", cost)
 	}
