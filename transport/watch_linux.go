@@ -31,7 +31,7 @@ type sockWatcher struct {
 	members int // streams that watch a socket now or may again (see join)
 	watches map[uint64]watch
 	next    uint64   // the next watch's number
-	set     *os.File // the epoll set; nil: no goroutine runs
+	set     *os.File // the epoll set; nil: none (an earlier one's goroutine may be ending)
 	epfd    int      // set's descriptor, while set is open
 }
 
@@ -60,14 +60,17 @@ func (g *sockWatcher) join() bool {
 	return true
 }
 
-// leave counts a stream out; after the last, the set is closed, which ends
-// its goroutine. Under mu.
+// leave counts a stream out; after the last, the set's goroutine is told
+// to end, and it closes the set (a stream that joins meanwhile makes
+// another). Not closed here: os.File.Close waits for a read in progress,
+// and the goroutine's may be waiting for mu, which the caller holds. Under
+// mu.
 func (g *sockWatcher) leave() {
 	g.members--
 	if g.members > 0 || g.set == nil {
 		return
 	}
-	g.set.Close() // the goroutine's wait returns; the descriptor is closed once it has
+	_ = g.set.SetReadDeadline(time.Unix(1, 0)) // in the past: the goroutine's wait ends at once
 	g.set = nil
 }
 
@@ -131,20 +134,19 @@ func epollEvent(events uint32, id uint64) *syscall.EpollEvent {
 	return &syscall.EpollEvent{Events: events, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
 }
 
-// run takes the set's events as they come until the set is closed (by the
-// last stream's leave).
+// run takes the set's events as they come until the last stream's leave
+// sets its deadline, or the set fails; then it closes the set.
 func (g *sockWatcher) run(set *os.File, raw syscall.RawConn) {
+	defer set.Close()
 	var evs [128]syscall.EpollEvent
 	var after []func()
-	failed := false
-	_ = raw.Read(func(fd uintptr) bool { // returns once set is closed, or failed
+	_ = raw.Read(func(fd uintptr) bool { // returns at the deadline, or failed
 		for {
 			n, err := syscall.EpollWait(int(fd), evs[:], 0)
 			switch {
 			case err == syscall.EINTR:
 				continue
 			case err != nil: // only for a bad set: the streams' writes still notice a gone client
-				failed = true
 				return true
 			case n == 0:
 				return false // none left: wait in the poller
@@ -152,14 +154,11 @@ func (g *sockWatcher) run(set *os.File, raw syscall.RawConn) {
 			g.handle(evs[:n], &after)
 		}
 	})
-	if failed {
-		g.mu.Lock()
-		if g.set == set {
-			g.set = nil // the next stream makes another set
-			set.Close()
-		}
-		g.mu.Unlock()
+	g.mu.Lock()
+	if g.set == set { // it failed: the next stream makes another set
+		g.set = nil
 	}
+	g.mu.Unlock()
 }
 
 // handle hands each event to its watch, under mu, then calls the afters of
