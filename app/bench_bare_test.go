@@ -226,3 +226,42 @@ func TestStreamsSpreadOverSourceAddrs(t *testing.T) {
 		t.Errorf("the server saw streams from %q, want %q", got, want)
 	}
 }
+
+// TestBareBroadcasterFrames: the frames the bare broadcaster encodes itself
+// read as the messages published, whatever the length's encoding (7, 16 or
+// 64 bits).
+func TestBareBroadcasterFrames(t *testing.T) {
+	target, _, b := bareServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, _, err := websocket.DefaultDialer.DialContext(ctx, "ws"+strings.TrimPrefix(target.url, "http")+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, welcome, err := conn.ReadMessage(); err != nil || string(welcome) != bareWelcome {
+		t.Fatalf("welcome: %q, %v", welcome, err)
+	}
+	for b.subscribers() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	var sent [][]byte
+	for _, n := range []int{1, 125, 126, 0xFFFF, 0x10000, 0} {
+		body := []byte(strings.Repeat(string(rune('a'+len(sent))), n))
+		if _, err := post(ctx, client, target, "bare", body); err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, body)
+	}
+	for i, want := range sent {
+		typ, got, err := conn.ReadMessage()
+		if err != nil {
+			t.Fatalf("message %d (%d bytes): %v", i, len(want), err)
+		}
+		if typ != websocket.TextMessage || string(got) != string(want) {
+			t.Errorf("message %d: got type %d and %d bytes, want a text message of %d", i, typ, len(got), len(want))
+		}
+	}
+}
