@@ -29,8 +29,9 @@ var (
 )
 
 // relayBinary builds ./app into a temporary directory once per test binary
-// and returns the binary's path. The directory is removed when the top-level
-// fault test ends (buildCleanup).
+// and returns the binary's path. The directory is removed when the package's
+// tests end (buildCleanup, from TestMain), so that every run of -count
+// finds it.
 func relayBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -52,7 +53,7 @@ func relayBinary(t *testing.T) string {
 	return filepath.Join(buildDir, "relay")
 }
 
-// buildCleanup removes the built binary; the top-level test registers it.
+// buildCleanup removes the built binary; TestMain calls it.
 func buildCleanup() {
 	if buildDir != "" {
 		_ = os.RemoveAll(buildDir)

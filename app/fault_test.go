@@ -22,13 +22,12 @@ import (
 // silently and which ids were acknowledged twice. One line per scenario is
 // logged with the counts (go test -v -run TestFault ./app).
 //
-// It is one top-level test so the relay binary is built once and removed at
-// the end.
+// It is one top-level test, whose subtests share one build of the relay
+// binary (removed when the tests end: TestMain).
 func TestFault(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the fault suite starts relay and redis-server processes and takes minutes; CI runs it in full")
 	}
-	t.Cleanup(buildCleanup)
 	relayBinary(t)
 	began := time.Now()
 	t.Cleanup(func() { t.Logf("fault suite: %s", time.Since(began).Round(time.Second)) })

@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) { buildCleanup(); os.Exit(code) }))
 }
 
 const testSecret = "app-test-secret-0123456789"
