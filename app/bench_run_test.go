@@ -61,11 +61,28 @@ func TestPrintScaleRatios(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var out strings.Builder
 			(&benchOpts{out: &out}).printScale(s, c.bare)
+			if strings.Contains(out.String(), "kernel's time alone") {
+				t.Errorf("printed a kernel floor without the CPU figures:\n%s", out.String())
+			}
 			for _, w := range c.want {
 				if !strings.Contains(out.String(), w) {
 					t.Errorf("printed:\n%s\nwant it to contain %q", out.String(), w)
 				}
 			}
 		})
+	}
+}
+
+// TestScaleKernelFloor: the floor is the server's and the bench's kernel
+// time per stream, for every stream, over the cores.
+func TestScaleKernelFloor(t *testing.T) {
+	s := scaleResult{streams: 18000, spent: spent{server: 13, kernel: 8.5, bench: 8, benchK: 4.5, redis: -1}}
+	got, ok := s.kernelFloor(2)
+	if want := 117 * time.Millisecond; !ok || got != want {
+		t.Errorf("got %v, %v, want %v", got, ok, want)
+	}
+	s.spent.bench = -1
+	if _, ok := s.kernelFloor(2); ok {
+		t.Error("a floor without the bench's CPU")
 	}
 }

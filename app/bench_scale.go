@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -155,4 +156,20 @@ func (o *benchOpts) printScale(s scaleResult, c figures) {
 	if cost := s.spent.String(); cost != "" {
 		fmt.Fprintf(o.out, "    CPU per event and stream: %s\n", cost)
 	}
+	if floor, ok := s.kernelFloor(runtime.NumCPU()); ok {
+		fmt.Fprintf(o.out, "    the kernel's time alone, spread over %d cores: %s to every stream\n", runtime.NumCPU(), ms(floor))
+	}
+}
+
+// kernelFloor is the least time one event can take to reach every stream
+// when the server and the bench share cpus cores: their kernel time for it
+// (the server's writes, with loopback's receive charged to them, and the
+// bench's reads), spread perfectly over the cores. False when either is
+// unknown (a relay measured by --url).
+func (s scaleResult) kernelFloor(cpus int) (time.Duration, bool) {
+	if s.spent.server < 0 || s.spent.bench < 0 || cpus < 1 {
+		return 0, false
+	}
+	us := (s.spent.kernel + s.spent.benchK) * float64(s.streams) / float64(cpus)
+	return time.Duration(us * float64(time.Microsecond)), true
 }
