@@ -1,8 +1,8 @@
 package transport
 
 import (
-	"runtime"
-	"strings"
+	"bytes"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -37,7 +37,7 @@ func TestSockWatcherLastLeaveWhileHandling(t *testing.T) {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		syscall.Close(fds[1]) // the client goes: an event for the set
-		if !waitStack(5*time.Second, "(*sockWatcher).handle", "sync.(*Mutex).Lock") {
+		if !within(5*time.Second, func() bool { return anyStack("(*sockWatcher).handle", "sync.(*Mutex).Lock") }) {
 			left <- "the set's goroutine never waited for the lock with the event"
 			return
 		}
@@ -53,7 +53,7 @@ func TestSockWatcherLastLeaveWhileHandling(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the last leave did not return while the set's goroutine waited for the lock")
 	}
-	if !waitStack(5*time.Second, "") {
+	if !within(5*time.Second, func() bool { return !anyStack("(*sockWatcher).run") }) {
 		t.Fatal("the set's goroutine did not end after the last leave")
 	}
 	g.mu.Lock()
@@ -64,31 +64,22 @@ func TestSockWatcherLastLeaveWhileHandling(t *testing.T) {
 	g.leave()
 }
 
-// waitStack waits until a goroutine's stack holds every one of frames, or,
-// with frames "", until no goroutine is in sockWatcher.run.
-func waitStack(d time.Duration, frames ...string) bool {
-	buf := make([]byte, 1<<20)
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
-		stacks := strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n")
-		if frames[0] == "" {
-			running := false
-			for _, s := range stacks {
-				running = running || strings.Contains(s, "(*sockWatcher).run")
-			}
-			if !running {
-				return true
-			}
-			continue
-		}
-		for _, s := range stacks {
-			all := true
-			for _, f := range frames {
-				all = all && strings.Contains(s, f)
-			}
-			if all {
-				return true
-			}
+// anyStack reports whether some goroutine's stack holds every one of frames.
+func anyStack(frames ...string) bool {
+	for _, g := range goroutineStacks() {
+		if !slices.ContainsFunc(frames, func(f string) bool { return !bytes.Contains(g, []byte(f)) }) {
+			return true
 		}
 	}
 	return false
+}
+
+// within polls cond every millisecond for up to d.
+func within(d time.Duration, cond func() bool) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
 }

@@ -206,19 +206,11 @@ func waitReaders(t *testing.T, n int, where string) {
 	if where == "" {
 		n = 0
 	}
-	buf := make([]byte, 1<<20)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		for {
-			if k := runtime.Stack(buf, true); k < len(buf) {
-				buf = buf[:k]
-				break
-			}
-			buf = make([]byte, 2*len(buf))
-		}
 		in, total := 0, 0
 		var other []byte
-		for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		for _, g := range goroutineStacks() {
 			if !bytes.Contains(g, []byte("(*wsConn).read(")) {
 				continue
 			}
@@ -236,8 +228,18 @@ func waitReaders(t *testing.T, n int, where string) {
 			t.Logf("%s", other)
 			t.Fatalf("%d readers parked in %q after 10 s, want %d (%d readers in all)", in, where, n, total)
 		}
-		buf = buf[:cap(buf)]
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// goroutineStacks is every goroutine's stack, one dump entry each.
+func goroutineStacks() [][]byte {
+	buf := make([]byte, 1<<20)
+	for {
+		if k := runtime.Stack(buf, true); k < len(buf) {
+			return bytes.Split(buf[:k], []byte("\n\n"))
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }
 
