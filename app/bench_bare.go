@@ -88,7 +88,7 @@ func (b *bareBroadcaster) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	frame := make([]byte, 0, len(body)+8)
 	frame = append(append(append(frame, "data: "...), body...), "\n\n"...)
-	msg := bareMsg{sse: frame, ws: bareTextFrame(body)}
+	msg := bareMsg{sse: frame, ws: appendServerFrame(make([]byte, 0, len(body)+10), body)}
 	b.mu.Lock()
 	for s := range b.subs {
 		select {
@@ -191,20 +191,20 @@ func (b *bareBroadcaster) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// bareTextFrame is body as one WebSocket text frame from a server (RFC 6455
-// section 5.2): FIN and opcode 1, then the length in 7, 16 or 64 bits.
-func bareTextFrame(body []byte) []byte {
-	f := make([]byte, 0, len(body)+10)
-	switch n := len(body); {
+// appendServerFrame appends m as one WebSocket text frame from a server
+// (RFC 6455 section 5.2): FIN and opcode 1, unmasked, then the length in
+// 7, 16 or 64 bits. The bench's client tests feed frames made with it.
+func appendServerFrame(b, m []byte) []byte {
+	switch n := len(m); {
 	case n < 126:
-		f = append(f, 0x81, byte(n))
+		b = append(b, 0x81, byte(n))
 	case n <= 0xFFFF:
-		f = append(f, 0x81, 126, byte(n>>8), byte(n))
+		b = append(b, 0x81, 126, byte(n>>8), byte(n))
 	default:
-		f = append(f, 0x81, 127)
-		f = binary.BigEndian.AppendUint64(f, uint64(n))
+		b = append(b, 0x81, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
 	}
-	return append(f, body...)
+	return append(b, m...)
 }
 
 // bareCmd is `relay bench bare`: the bare broadcaster on a free port until ctx

@@ -52,19 +52,6 @@ func loopStream(t testing.TB, tr string, msgs ...[]byte) benchStream {
 	return &wsStream{conn: conn, stop: func() bool { return true }}
 }
 
-// appendServerFrame is an unmasked text frame of m (RFC 6455 §5.2).
-func appendServerFrame(b, m []byte) []byte {
-	switch n := len(m); {
-	case n < 126:
-		b = append(b, 0x81, byte(n))
-	case n <= 0xffff:
-		b = append(b, 0x81, 126, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0x81, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(b, m...)
-}
-
 // loopReader reads loop over and over, after head.
 type loopReader struct {
 	head, loop []byte
