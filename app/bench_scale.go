@@ -161,11 +161,11 @@ func (o *benchOpts) printScale(s scaleResult, c figures) {
 	}
 }
 
-// kernelFloor is the least time one event can take to reach every stream
-// when the server and the bench share cpus cores: their kernel time for it
-// (the server's writes, with loopback's receive charged to them, and the
-// bench's reads), spread perfectly over the cores. False when either is
-// unknown (a relay measured by --url).
+// kernelFloor is about the least time one event can take to reach every
+// stream when the server and the bench share cpus cores: their kernel time
+// for it (the server's writes, with loopback's receive charged to them, and
+// the bench's reads; averaged over the run's events), spread perfectly over
+// the cores. False when either is unknown (a relay measured by --url).
 func (s scaleResult) kernelFloor(cpus int) (time.Duration, bool) {
 	if s.spent.server < 0 || s.spent.bench < 0 || cpus < 1 {
 		return 0, false
